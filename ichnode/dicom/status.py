@@ -1,0 +1,9 @@
+"""Named DIMSE statuses returned by the C-STORE handler."""
+import enum
+
+
+class StoreStatus(enum.IntEnum):
+    SUCCESS = 0x0000
+    OUT_OF_RESOURCES = 0xA700  # could not keep the instance (disk full, write error)
+    DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+    CANNOT_UNDERSTAND = 0xC000  # unreadable dataset or missing identifying attributes

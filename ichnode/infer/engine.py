@@ -1,0 +1,46 @@
+"""The inference engine: runs the configured models on a Volume and merges their Findings.
+
+Every model implements the `Engine` protocol of ichnode.domain (info + analyse(volume)). The first
+model that segments provides the label volume; probabilities and other outputs are merged by key.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ichnode.config import EngineConfig
+from ichnode.domain import Engine, Findings, ModelInfo, Volume
+from ichnode.infer.classical import ClassicalEngine
+
+
+def build_models(config: EngineConfig) -> list[Engine]:
+    builders = {"classical": lambda: ClassicalEngine(config.classical)}
+    return [builders[name]() for name in config.models]
+
+
+class InferenceEngine:
+    def __init__(self, models: list[Engine]):
+        if not models:
+            raise ValueError("at least one model is needed")
+        self.models = models
+
+    @property
+    def infos(self) -> tuple[ModelInfo, ...]:
+        return tuple(m.info for m in self.models)
+
+    def analyse(self, volume: Volume) -> Findings:
+        results = [model.analyse(volume) for model in self.models]
+        primary = next((f for f in results if f.labels.any()), results[0])
+        probabilities: dict[str, float] = {}
+        for findings in results:
+            probabilities.update(findings.probabilities)
+        heatmap = next((f.heatmap for f in results if f.heatmap is not None), None)
+        return replace(
+            primary,
+            probabilities=probabilities,
+            heatmap=heatmap if primary.heatmap is None else primary.heatmap,
+            iph_location=next((f.iph_location for f in results if f.iph_location), None),
+            model_volume_ml=next((f.model_volume_ml for f in results
+                                  if f.model_volume_ml is not None), None),
+            prognosis_probability=next((f.prognosis_probability for f in results
+                                        if f.prognosis_probability is not None), None),
+        )

@@ -1,0 +1,71 @@
+"""`ichnode status` and `ichnode rerun`: the job store seen from the terminal."""
+from __future__ import annotations
+
+import json
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from ichnode.config import Config
+from ichnode.errors import IllegalTransition
+from ichnode.store.jobs import JobState, JobStore
+
+
+def job_summaries(store: JobStore) -> list[dict]:
+    series = {s.key: s for s in store.all_series()}
+    rows = []
+    for job in store.jobs():
+        s = series[job.series_key]
+        rows.append({
+            "job": job.id, "state": job.state.value, "outcome": job.outcome,
+            "reason": job.reason or job.error, "series_uid": s.series_uid,
+            "description": s.description, "modality": s.modality, "instances": s.instance_count,
+            "attempts": job.attempts, "results": len(job.results),
+            "updated": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.updated)),
+        })
+    open_series = [{"series_uid": s.series_uid, "description": s.description,
+                    "instances": s.instance_count, "state": "receiving"}
+                   for s in series.values() if s.open]
+    return rows + open_series
+
+
+def print_status(config: Config, as_json: bool = False) -> None:
+    store = JobStore(config.db_path)
+    try:
+        rows = job_summaries(store)
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="ichnode jobs (AI triage - not for diagnostic use)")
+    for column in ("job", "state", "outcome", "series", "description", "instances", "results",
+                   "reason", "updated"):
+        table.add_column(column, overflow="fold")
+    colours = {"done": "green", "failed": "red", "retry_wait": "yellow", "receiving": "cyan"}
+    for row in rows:
+        state = row["state"]
+        table.add_row(str(row.get("job", "")), f"[{colours.get(state, 'white')}]{state}[/]",
+                      row.get("outcome") or "", "…" + row["series_uid"][-12:],
+                      row.get("description") or "", str(row["instances"]),
+                      str(row.get("results", "")), row.get("reason") or "", row.get("updated", ""))
+    Console(width=160).print(table)
+
+
+def rerun(config: Config, job_id: int | None, failed: bool) -> int:
+    store = JobStore(config.db_path)
+    try:
+        ids = [job_id] if job_id is not None else [j.id for j in store.jobs((JobState.FAILED,))]
+        for jid in ids:
+            try:
+                store.requeue(jid)
+                print(f"job {jid} queued again; a running node picks it up at its next sweep")
+            except IllegalTransition as exc:
+                print(f"job {jid}: {exc}")
+                return 1
+        if not ids:
+            print("no failed jobs")
+    finally:
+        store.close()
+    return 0

@@ -1,0 +1,68 @@
+"""On-disk spool of received instances: temp file + fsync + rename + directory fsync.
+
+A file is visible under its final name only once its bytes are durable, so a crash never leaves a
+partly written file that could be taken for an instance.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+_TMP_SUFFIX = ".partial"
+
+
+def _safe(uid: str) -> str:
+    """A file-name component from a UID; a hostile UID cannot escape the spool."""
+    if uid and all(c.isdigit() or c == "." for c in uid) and len(uid) <= 64:
+        return uid
+    return "x" + hashlib.sha256(uid.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+class Spool:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        return self.root / _safe(study_uid) / _safe(series_uid) / f"{_safe(sop_uid)}.dcm"
+
+    def write(self, path: Path, chunks) -> int:
+        """Write bytes (an iterable of bytes-like chunks) durably to path; return the size."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.{id(chunks)}{_TMP_SUFFIX}")
+        size = 0
+        try:
+            with open(tmp, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+                    size += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+        return size
+
+    def remove_partials(self) -> int:
+        """Delete leftovers of writes interrupted by a crash; return how many."""
+        count = 0
+        if self.root.exists():
+            for leftover in self.root.rglob(f"*{_TMP_SUFFIX}"):
+                leftover.unlink(missing_ok=True)
+                count += 1
+        return count
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Durable write of one small file (results, truth files)."""
+    Spool(path.parent).write(path, [data])

@@ -1,0 +1,101 @@
+import pytest
+
+from ichnode.errors import IllegalTransition
+from ichnode.store.jobs import JobState, JobStore, series_key
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = JobStore(tmp_path / "jobs.sqlite")
+    yield s
+    s.close()
+
+
+def record(store, sop, series="1.2.3", study="1.2", now=100.0, expected=None):
+    return store.record_instance(study_uid=study, series_uid=series, sop_uid=sop, path=f"/x/{sop}",
+                                 size=10, calling_aet="SCU", modality="CT", description="Head",
+                                 expected_count=expected, now=now)
+
+
+def test_series_completes_by_count_or_quiet_period(store):
+    record(store, "1", expected=2, now=100)
+    assert store.due_series(now=101, quiet_s=10, expected_default=None) == []
+    record(store, "2", expected=2, now=101)
+    assert [s.instance_count for s in store.due_series(101, 10, None)] == [2]
+    record(store, "3", series="9.9", now=102)
+    due = store.due_series(now=111.9, quiet_s=10, expected_default=None)
+    assert [s.series_uid for s in due] == ["1.2.3"]
+    assert [s.series_uid for s in store.due_series(112, 10, None)] == ["1.2.3", "9.9"]
+
+
+def test_same_series_uid_in_another_study_is_another_series(store):
+    record(store, "1", study="1.2")
+    record(store, "2", study="7.7")
+    assert {s.key for s in store.all_series()} == {series_key("1.2", "1.2.3"), series_key("7.7", "1.2.3")}
+
+
+def test_resent_instance_is_not_counted_twice(store):
+    record(store, "1")
+    assert record(store, "1").instance_count == 1
+
+
+def test_job_lifecycle_and_illegal_transitions(store):
+    record(store, "1")
+    key = series_key("1.2", "1.2.3")
+    job_id = store.close_series(key)
+    assert store.job(job_id).state is JobState.QUEUED
+    with pytest.raises(IllegalTransition, match="queued -> done"):
+        store.transition(job_id, JobState.DONE)
+    store.transition(job_id, JobState.ANALYSING)
+    store.transition(job_id, JobState.SENDING, outcome="analysed", results=["a.dcm"],
+                     timings={"infer_s": 1.5})
+    job = store.transition(job_id, JobState.RETRY_WAIT, attempts=1, next_attempt=50.0, error="down")
+    assert job.results == ["a.dcm"] and job.timings == {"infer_s": 1.5} and job.error == "down"
+    assert [j.id for j in store.due_retries(now=60)] == [job_id]
+    assert store.due_retries(now=40) == []
+    store.transition(job_id, JobState.SENDING)
+    store.transition(job_id, JobState.DONE)
+    with pytest.raises(IllegalTransition):
+        store.transition(job_id, JobState.ANALYSING)
+    with pytest.raises(IllegalTransition, match="does not exist"):
+        store.transition(999, JobState.ANALYSING)
+
+
+def test_late_instance_reopens_series_and_supersedes_unfinished_job(store):
+    record(store, "1")
+    key = series_key("1.2", "1.2.3")
+    first = store.close_series(key)
+    late = record(store, "2")
+    assert late.open and late.generation == 2 and late.instance_count == 2
+    second = store.close_series(key)
+    assert store.job(first).state is JobState.SUPERSEDED
+    assert store.job(second).state is JobState.QUEUED and store.job(second).generation == 2
+
+
+def test_recover_after_crash(store):
+    record(store, "1")
+    record(store, "2", series="5.5")
+    a = store.close_series(series_key("1.2", "1.2.3"))
+    b = store.close_series(series_key("1.2", "5.5"))
+    store.transition(a, JobState.ANALYSING)
+    store.transition(b, JobState.ANALYSING)
+    store.transition(b, JobState.SENDING)
+    assert store.recover() == [a]
+    assert store.job(a).state is JobState.QUEUED
+    assert store.job(b).state is JobState.RETRY_WAIT
+
+
+def test_sent_state_per_destination_and_rerun(store):
+    record(store, "1")
+    job_id = store.close_series(series_key("1.2", "1.2.3"))
+    store.mark_sent(job_id, "pacs", "r1")
+    assert store.sent_uids(job_id, "pacs") == {"r1"} and store.sent_uids(job_id, "other") == set()
+    store.transition(job_id, JobState.ANALYSING)
+    store.transition(job_id, JobState.FAILED, error="boom")
+    store.requeue(job_id)  # a failed job keeps what already arrived
+    assert store.sent_uids(job_id, "pacs") == {"r1"}
+    for state in (JobState.ANALYSING, JobState.SENDING, JobState.DONE):
+        store.transition(job_id, state)
+    store.requeue(job_id)  # a delivered job is sent again in full
+    assert store.sent_uids(job_id, "pacs") == set()
+    assert store.job(job_id).state is JobState.QUEUED

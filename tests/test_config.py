@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from ichnode.config import load_config
+from ichnode.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_embedded_default_is_the_shipped_file():
+    assert (REPO / "config" / "ichnode.yaml").read_text() == (
+        REPO / "ichnode" / "defaults" / "ichnode.yaml").read_text()
+    config = load_config()
+    assert config.node.ae_title == "ICHNODE"
+    assert config.node.port == 11112
+    assert str(config.data_dir) == "var"
+    assert len(config.destinations) == 1
+    assert config.assembly.quiet_seconds == 10
+
+
+@pytest.mark.parametrize("text, key, value", [
+    ("node: {port: 'eleven'}", "node.port", "'eleven'"),
+    ("node: {ae_title: THIS_AE_TITLE_IS_TOO_LONG}", "node.ae_title", "THIS_AE_TITLE_IS_TOO_LONG"),
+    ("assembly: {quiet_secs: 3}", "assembly.quiet_secs", ""),
+    ("engine: {models: [magic]}", "engine.models[0]", "magic"),
+    ("destinations: [{name: a, ae_title: B, host: h, port: 70000}]", "destinations[0].port", "70000"),
+    ("eligibility: {reject_contrast: maybe}", "eligibility.reject_contrast", "maybe"),
+])
+def test_errors_name_file_key_and_value(tmp_path, text, key, value):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message and key in message and value in message
+
+
+def test_missing_destination_field_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("destinations: [{name: a, host: h, port: 104}]")
+    with pytest.raises(ConfigError, match=r"destinations\[0\].*ae_title"):
+        load_config(path)
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_overrides_apply_dotted_keys():
+    config = load_config(None, overrides={"node.port": 0, "assembly.quiet_seconds": 2})
+    assert config.node.port == 0 and config.assembly.quiet_seconds == 2.0
