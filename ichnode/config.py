@@ -48,6 +48,9 @@ class EligibilityConfig:
     max_tilt_deg: float = 30.0
     max_axial_deviation_deg: float = 35.0  # beyond tilt: the series is coronal / sagittal / oblique
     gap_tolerance: float = 0.5  # a step larger than (1 + this) x the median step is a gap
+    # Gaps that lose at most this much coverage in all are tolerated (one thin slice of a 0.625 mm
+    # series); a missing 5 mm slice is not.
+    max_missing_mm: float = 2.0
     reject_contrast: bool = True
 
 
@@ -59,7 +62,8 @@ class ClassicalConfig:
     brain_hu_high: float = 90.0
     bone_hu: float = 300.0
     bone_margin_mm: float = 3.0
-    min_lesion_ml: float = 0.1
+    opening_radius_mm: float = 1.0  # thinner hyperdense structures (bone rim, falx) are removed
+    min_lesion_ml: float = 0.2
     smoothing_sigma_mm: float = 1.0
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from ichnode.config import Destination, load_config
 from ichnode.dicom.sender import describe, send
 from ichnode.node import Node
-from ichnode.results.read import sr_numbers, sr_texts
+from ichnode.results.read import sr_value
 from ichnode.store.jobs import JobState
 from ichnode.synth import SynthSpec, write_series
 
@@ -89,25 +89,16 @@ def print_demo_table(truths: dict, received: Path) -> None:
     for study_uid, truth in truths.items():
         objects = by_study.get(study_uid, [])
         srs = [ds for ds in objects if ds.Modality == "SR"]
-        numbers = sr_numbers(srs[0]) if srs else {}
-        segmented = _first(numbers, "total", "volume")
-        abc = _first(numbers, "abc/2")
+        segmented = sr_value(srs[0], "All hemorrhage", "Volume", "segmentation") if srs else None
+        abc = sr_value(srs[0], "Largest lesion", "Volume", "ABC/2") if srs else None
         error = (f"{100 * (segmented - truth['volume_ml']) / truth['volume_ml']:+.1f}"
                  if segmented is not None and truth["volume_ml"] > 0 else "")
         kinds = ", ".join(f"{m} x{sum(1 for d in objects if d.Modality == m)}"
                           for m in sorted({d.Modality for d in objects}))
-        note = "" if numbers or not srs else " / ".join(sr_texts(srs[0])[:1])
         table.add_row(truth["subtype"], f"{truth['volume_ml']:.1f}", _num(segmented), _num(abc),
-                      error, kinds + note)
+                      error, kinds)
     Console(width=140).print(table)
     print(json.dumps({"received_dir": str(received)}))
-
-
-def _first(numbers: dict, *needles: str) -> float | None:
-    for name, values in numbers.items():
-        if all(n in name.lower() for n in needles):
-            return values[0]
-    return None
 
 
 def _num(value) -> str:

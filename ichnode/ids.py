@@ -32,3 +32,14 @@ def result_uid(source_series_uid: str, model_version: str, kind: str, index: int
 def digest(text: str, length: int = 12) -> str:
     """Short hex digest of text, for logging identifiers (patient ID, UIDs) without exposing them."""
     return hashlib.sha256(str(text).encode("utf-8")).hexdigest()[:length]
+
+
+def source_key(datasets) -> str:
+    """What result UIDs derive from: the source series plus a digest of its exact instances.
+
+    Re-running the same instances gives the same UIDs (the PACS replaces, never duplicates); a
+    late instance changes the set, so the superseding results get new UIDs.
+    """
+    sop_uids = sorted(str(ds.SOPInstanceUID) for ds in datasets)
+    series = str(datasets[0].SeriesInstanceUID) if datasets else ""
+    return f"{series}/{digest(chr(31).join(sop_uids), 32)}"

@@ -35,9 +35,14 @@ def process_folder(input_dir: Path, out_dir: Path, config: Config,
     for key, group in group_series(headers).items():
         timings: dict = {}
         start = time.perf_counter()
-        analysis = analyse_headers(group, config, engine, timings)
         series_uid = key.split("/", 1)[1]
-        files = write_results(analysis, Path(out_dir) / series_uid)
+        try:
+            analysis = analyse_headers(group, config, engine, timings)
+            files = write_results(analysis, Path(out_dir) / series_uid)
+        except Exception as exc:  # noqa: BLE001 - one broken series must not stop the others
+            rows.append({"series_uid": series_uid, "slices": len(group.datasets), "outcome": "failed",
+                         "reason": f"{type(exc).__name__}: {exc}", "files": []})
+            continue
         q = analysis.quantities
         rows.append({
             "series_uid": series_uid,

@@ -41,7 +41,7 @@ def check_geometry(geometry: StackGeometry, cfg: EligibilityConfig) -> None:
     n = len(geometry.order)
     if n < cfg.min_slices:
         raise NotEligible(f"only {n} slice(s); at least {cfg.min_slices} are needed")
-    if geometry.gaps:
+    if geometry.missing_mm > cfg.max_missing_mm:
         index, step = geometry.gaps[0]
         missing = sum(round(s / geometry.spacing_mm) - 1 for _, s in geometry.gaps)
         raise NotEligible(f"missing slice(s): {len(geometry.gaps)} gap(s), about {missing} slice(s) "

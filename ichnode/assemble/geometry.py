@@ -25,6 +25,11 @@ class StackGeometry:
     axial_deviation_deg: float  # angle between the normal and the patient's head-foot axis
 
     @property
+    def missing_mm(self) -> float:
+        """Coverage lost in gaps: the sum of (step - spacing) over the gaps."""
+        return sum(step - self.spacing_mm for _, step in self.gaps)
+
+    @property
     def coverage_mm(self) -> float:
         return self.positions_mm[-1] - self.positions_mm[0] if self.positions_mm else 0.0
 

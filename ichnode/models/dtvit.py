@@ -118,6 +118,11 @@ class ViTEncoder(nn.Module):
             [TransformerBlock(hidden_size, mlp_dim, num_heads, dropout) for _ in range(num_layers)]
         )
         self.norm = nn.LayerNorm(hidden_size)
+        for m in self.blocks.modules():  # ViT initialisation of the transformer linears
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.patch_embedding(x)  # (B, N, D), positional embedding added

@@ -50,6 +50,8 @@ def grad_cam(
 
     The caller chooses train/eval mode (use eval for inference); gradients are enabled here.
     """
+    # the input requires grad so the feature map is in the graph even for frozen weights
+    x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         out = model(x)
         if features_key not in out:

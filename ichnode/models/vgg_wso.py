@@ -23,7 +23,8 @@ attention-based multiscale feature fusion, for ICH classification and weakly sup
 
 Choices where the paper is silent: which side of the pools C3-C5 are taken, the channels of the
 stride-2 convolutions (kept equal to their input), the SE reduction (16, as in the SE paper), no batch
-normalisation (original VGG-16), input size (512, the RSNA matrix).
+normalisation (original VGG-16), input size (512, the RSNA matrix). ``upper=1, epsilon=1/255`` gives
+the same window weights with inputs in [0, 1] instead of [0, 255] if training prefers that scale.
 """
 from __future__ import annotations
 
@@ -94,7 +95,9 @@ class ChannelAttention(nn.Module):
         super().__init__()
         hidden = max(1, channels // reduction)
         self.mlp = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, bias=False), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1, bias=False)
+            nn.Conv2d(channels, hidden, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

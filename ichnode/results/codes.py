@@ -86,8 +86,7 @@ REASON_NOT_ANALYSED = _local("REASON", "Reason not analysed")
 METHOD_ABC2 = _local("ABC2", "ABC/2 ellipsoid estimate (Kothari)")
 METHOD_SEGMENTATION = _local("SEGVOX", "Voxel count of segmentation")
 METHOD_MODEL_REGRESSION = _local("MODELREG", "Model regression estimate")
-LARGEST_LESION = _local("LARGEST", "Largest lesion")
-ALL_HEMORRHAGE = _local("TOTAL", "All hemorrhage")
+ABC2_RATIO = _local("ABC2RATIO", "ABC/2 volume to segmented volume ratio")
 PROGNOSIS_PROBABILITY = _local("PROGNOSIS", "Prognosis probability (research only)")
 IPH_LOCATION = _local("IPHLOC", "Intraparenchymal hemorrhage location")
 IPH_LOCATIONS: dict[str, Code] = {
@@ -97,6 +96,8 @@ IPH_LOCATIONS: dict[str, Code] = {
 }
 
 
-def class_code(name: str) -> Code:
-    """Finding / property type code of a class (KeyError for an unknown class: a caller bug)."""
-    return CLASS_CODES[name]
+def ascii_text(text: object, max_len: int | None = None) -> str:
+    """Text safe for DICOM's default repertoire (dciodvfy flags anything else), optionally cut to a
+    VR's maximum length (LO: 64). Backslash is the multi-value separator, so it is replaced too."""
+    out = str(text).encode("ascii", "replace").decode("ascii").replace("\\", "/")
+    return out[:max_len] if max_len else out

@@ -12,7 +12,7 @@ import numpy as np
 from pydicom import Dataset
 
 from ichnode.domain import Analysis
-from ichnode.ids import digest, result_uid
+from ichnode.ids import digest, result_uid, source_key
 from ichnode.results import codes
 from ichnode.results.render import CLASS_COLORS
 
@@ -22,16 +22,48 @@ SERIES_DESCRIPTION = "AI triage ICH segmentation - not for diagnostic use"
 CONTENT_LABEL = "ICH_SEG"  # CS: upper case, <= 16 chars
 
 
+# Type 2 Patient/Study attributes that highdicom reads from the source without a default; anonymised
+# or sloppy sources may lack them entirely, which must not cost the patient their result.
+_TYPE2_SOURCE = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex",
+                 "AccessionNumber", "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+def source_headers(datasets) -> list[Dataset]:
+    """Source headers as highdicom needs them: missing type 2 attributes added empty (on copies).
+
+    Anonymised series (CQ500 among them) may lack FrameOfReferenceUID, which the SEG requires;
+    one derived from the series stands in, the same for every slice (viewers align the SEG by the
+    referenced instances).
+    """
+    out = []
+    for ds in datasets:
+        missing = [kw for kw in _TYPE2_SOURCE if kw not in ds]
+        no_frame = "FrameOfReferenceUID" not in ds
+        if missing or no_frame:
+            # New top-level element dict sharing the elements (copy.copy would share the dict).
+            patched = Dataset()
+            for elem in ds:
+                patched.add(elem)
+            for kw in missing:
+                setattr(patched, kw, None)
+            if no_frame:
+                patched.FrameOfReferenceUID = result_uid(ds.SeriesInstanceUID, "", "frame-of-reference")
+            ds = patched
+        out.append(ds)
+    return out
+
+
 def seg_uids(analysis: Analysis) -> tuple[str, str]:
     """(series UID, SOP instance UID) of the SEG of this analysis."""
-    series, version = analysis.volume.series_uid, analysis.findings.model.version
+    series, version = source_key(analysis.datasets), analysis.findings.model.version
     return result_uid(series, version, "seg-series"), result_uid(series, version, "seg")
 
 
 def segment_descriptions(analysis: Analysis) -> list[hd.seg.SegmentDescription]:
     model = analysis.findings.model
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=model.name, family=codes.ALGORITHM_FAMILY_AI, version=model.version, source="ichnode"
+        name=codes.ascii_text(model.name, 64), family=codes.ALGORITHM_FAMILY_AI,
+        version=codes.ascii_text(model.version, 64), source="ichnode",
     )
     series = analysis.volume.series_uid
     out = []
@@ -84,12 +116,14 @@ def build_seg(
         raise ValueError(f"label volume {labels.shape} does not match the series {volume.hu.shape}")
     n = len(findings.segment_classes)
     if int(labels.max(initial=0)) > n:
-        raise ValueError(f"label value {int(labels.max())} has no entry in segment_classes {findings.segment_classes}")
+        raise ValueError(
+            f"label value {int(labels.max())} has no entry in segment_classes {findings.segment_classes}"
+        )
 
     series_uid, sop_uid = seg_uids(analysis)
     all_empty = not labels.any()
     seg = hd.seg.Segmentation(
-        source_images=list(volume.datasets),
+        source_images=source_headers(volume.datasets),
         pixel_array=labels.astype(np.uint8, copy=False),  # label-map input, split per segment
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions(analysis),

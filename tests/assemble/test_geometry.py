@@ -54,3 +54,9 @@ def test_normal_and_orientation_equality():
     assert np.allclose(slice_normal(AXIAL), [0, 0, 1])
     assert same_orientation([AXIAL, AXIAL])
     assert not same_orientation([AXIAL, [1, 0, 0, 0, 0, -1]])
+
+
+def test_missing_coverage_of_gaps():
+    positions = axial_positions(20, step=0.625)
+    del positions[7]
+    assert analyse_stack(AXIAL, positions).missing_mm == pytest.approx(0.625)

@@ -57,6 +57,7 @@ def make_ct_headers(nz: int = NZ, series_uid: str = SERIES_UID) -> tuple[Dataset
         ds.SeriesNumber = 2
         ds.SeriesDescription = "Head 5mm"
         ds.BodyPartExamined = "HEAD"
+        ds.PatientPosition = "HFS"
         ds.Manufacturer = "Synthetic"
         ds.FrameOfReferenceUID = FOR_UID
         ds.PositionReferenceIndicator = ""
@@ -158,10 +159,23 @@ def analysis_not_analysed() -> Analysis:
     return Analysis(volume=None, datasets=headers, not_analysed="Too few slices: 3 (at least 10 needed)")
 
 
-def roundtrip(ds: Dataset, path: Path) -> Dataset:
-    """Write as a DICOM file (with preamble and meta header) and read back."""
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
-    return pydicom.dcmread(path)
+@pytest.fixture(scope="session")
+def build_analysis():
+    """make_analysis, for tests that need a variant (other model version, empty labels)."""
+    return make_analysis
+
+
+@pytest.fixture
+def roundtrip(tmp_path):
+    """Write a dataset as a DICOM file (preamble + meta header), read it back: (path, dataset)."""
+    counter = iter(range(1_000_000))
+
+    def run(ds: Dataset) -> tuple[Path, Dataset]:
+        path = tmp_path / f"obj{next(counter)}.dcm"
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        return path, pydicom.dcmread(path)
+
+    return run
 
 
 @pytest.fixture(scope="session")
