@@ -62,9 +62,15 @@ class ClassicalConfig:
     brain_hu_high: float = 90.0
     bone_hu: float = 300.0
     bone_margin_mm: float = 3.0
-    opening_radius_mm: float = 1.0  # thinner hyperdense structures (bone rim, falx) are removed
+    bone_rim_mm: float = 2.0  # partial-volume rim along bone: only grows existing collections
+    edge_ring_mm: float = 1.5  # how far a lesion's edge may move to its local half-way threshold
+    edge_min_hu: float = 40.0  # never below this (grey matter of the phantom and most scans stays under it)
+    edge_steps: int = 1
+    opening_radius_mm: float = 0.0  # > 0 removes hyperdense structures thinner than 2x this
     min_lesion_ml: float = 0.2
-    smoothing_sigma_mm: float = 1.0
+    smoothing_sigma_mm: float = 0.7  # at least this much smoothing...
+    max_smoothing_sigma_mm: float = 2.0  # ...at most this much...
+    target_noise_hu: float = 2.0  # ...chosen to bring the series' noise down to this
 
 
 @dataclass(frozen=True)

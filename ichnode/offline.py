@@ -14,6 +14,9 @@ from ichnode.infer.engine import InferenceEngine, build_models
 from ichnode.pipeline import analyse_headers, write_results
 from ichnode.store.jobs import series_key
 
+# Side files that often sit beside DICOM files (ground truth, notes, exports): not reported.
+SIDE_FILE_SUFFIXES = {".json", ".npz", ".npy", ".txt", ".md", ".csv", ".png", ".jpg"}
+
 
 def group_series(headers: Headers) -> dict[str, Headers]:
     """Split headers by (study, series): a stray instance of another study gets its own group."""
@@ -28,7 +31,7 @@ def group_series(headers: Headers) -> dict[str, Headers]:
 def process_folder(input_dir: Path, out_dir: Path, config: Config,
                    engine: InferenceEngine | None = None) -> list[dict]:
     engine = engine or InferenceEngine(build_models(config.engine))
-    paths = sorted(p for p in Path(input_dir).rglob("*") if p.is_file() and p.suffix != ".json")
+    paths = sorted(p for p in Path(input_dir).rglob("*") if p.is_file() and p.suffix.lower() not in SIDE_FILE_SUFFIXES)
     headers = read_headers(paths)
     rows = [{"series_uid": "-", "slices": 1, "outcome": "unreadable", "reason": reason,
              "files": [], "path": str(path)} for path, reason in headers.unreadable]

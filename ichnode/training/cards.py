@@ -1,0 +1,163 @@
+"""Model cards: a markdown file beside each weights file (``<name>.pt`` -> ``<name>.md``)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ichnode.models.registry import ModelSpec
+from ichnode.training.classify import recipe_for
+from ichnode.training.metrics import CLASSIFICATION_KEYS
+
+_NAMES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
+          "precision": "precision", "f1": "F1", "balanced_accuracy": "balanced accuracy", "auc": "ROC AUC"}
+
+_OUTPUT = {
+    "resnet50_cls": "`logits` (B, 2) over (no_hemorrhage, hemorrhage); P(hemorrhage) = softmax(logits)[:, 1]. "
+                    "`features` for Grad-CAM.",
+    "dtvit": "`ich_logits` (B, 2) over (normal, ICH); P(ICH) = softmax(ich_logits)[:, 1]. `location_logits` "
+             "(B, 3) is **untrained** (no location labels in head-ct-png; its loss was masked out) - ignore it.",
+    "vgg_wso": "`logits` (B, 6) over (any, EDH, IPH, IVH, SAH, SDH); only `any` is trained: "
+               "P(hemorrhage) = sigmoid(logits[:, 0]). The five subtype logits are **untrained** (no subtype "
+               "labels in head-ct-png). `cam` (B, 6, h, w): use channel 0 only.",
+}
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * float(v):.1f} %"
+
+
+def write_card(
+    weights: str | Path,
+    spec: ModelSpec,
+    *,
+    config: dict[str, Any],
+    small: bool,
+    image_size: int,
+    epochs: int,
+    seed: int,
+    n_train: int,
+    labels: Sequence[int] | np.ndarray | None = None,
+    history: list[dict[str, Any]] | None = None,
+    cv: dict[str, Any] | None = None,
+    command: str | None = None,
+    data_dir: str | Path | None = None,
+    train_seconds: float | None = None,
+    report: str | None = None,
+) -> Path:
+    """Write ``<weights stem>.md`` beside ``weights`` and return its path."""
+    weights = Path(weights)
+    recipe = recipe_for(spec)
+    size = weights.stat().st_size
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    n_pos = int(np.sum(labels)) if labels is not None else None
+    n_params = None
+    try:
+        import torch
+
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        n_params = sum(int(v.numel()) for k, v in state.items()
+                       if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    except Exception:  # pragma: no cover - the card is still useful without the count
+        pass
+    overrides = {k: v for k, v in config.items() if spec.small.get(k) != v} if small else {}
+    lines = [
+        f"# Model card: {spec.name} (seed {spec.seed}) - `{weights.name}`",
+        "",
+        f"> **Not for clinical use.** Research weights trained on {n_train} public 2D images; not validated on "
+        "DICOM series, not a medical device, not to be used for diagnosis or triage decisions.",
+        "",
+        "## Model",
+        "",
+        f"- Architecture: {spec.paper}.",
+        f"- Registry name `{spec.name}`, version **{spec.version}** (`ichnode.models.registry.get"
+        f"(\"{spec.name}\")`).",
+        f"- Configuration: {'the registry **small** configuration' if small else 'the paper configuration'}"
+        + (f", with `{json.dumps(overrides)}`" if overrides else "")
+        + f"; full build arguments: `{json.dumps(config)}`.",
+        f"- Parameters: {n_params:,}." if n_params is not None else "- Parameters: n/a.",
+        f"- Load: `spec = get(\"{spec.name}\"); m = spec.build(small={small}"
+        + "".join(f", {k}={v!r}" for k, v in overrides.items())
+        + f"); m.load_state_dict(torch.load(\"{weights.name}\", weights_only=True))`.",
+        f"- Input: (B, {spec.input.small_shape[0]}, {image_size}, {image_size}); 8-bit grey image, zero-padded to "
+        "a square, 0..255 mapped linearly to pseudo-HU [0, 80] (brain window), then the registry's "
+        f"`prepare_*` at {image_size} px (registry: {spec.input.values}). On a real CT slice in HU use "
+        f"`spec.input.prepare(hu, size={image_size})`"
+        + (" (the paper's fixation-device removal was off in training: PNGs have no air HU)"
+           if spec.name == "dtvit" else "") + ".",
+        f"- Output: {_OUTPUT[spec.name]}",
+        f"- Weights: `{weights.name}`, {size / 1e6:.2f} MB, sha256 `{sha}`; a torch state dict, "
+        "`torch.load(..., weights_only=True)`.",
+        "",
+        "## Training data",
+        "",
+        f"- head-ct-png (public Kaggle \"Head CT - hemorrhage\" set, the seed 004 data): {n_train} images"
+        + (f" ({n_pos} hemorrhage, {n_train - n_pos} normal)" if n_pos is not None else "")
+        + ", one per patient, 8-bit windowed PNG, image-level labels only. The set has 200 images; the "
+        "other 50 are held back by the data owner for independent evaluation and were not used.",
+        "- No location / subtype labels, no HU, no spacing. No ImageNet pretraining."
+        + (f" Read from `{data_dir}`." if data_dir is not None else ""),
+        "",
+        "## Training",
+        "",
+        f"- {recipe.optimizer} lr {recipe.lr:g}"
+        + (f" momentum {recipe.momentum:g}" if recipe.optimizer == "sgd" else "")
+        + (f", x{recipe.gamma:g} every {recipe.step_size} epochs" if recipe.step_size else "")
+        + f", batch {recipe.batch_size}, loss `{recipe.loss}`, {epochs} epochs (paper: {recipe.paper_epochs}), "
+        f"seed {seed}, random horizontal flip + rotation +-15 deg. Source: {recipe.source}.",
+        "- Trained on **all** images (no held-out set); the performance below comes from the separate "
+        "cross-validation with the same recipe.",
+    ]
+    if history:
+        last = history[-1]
+        lines.append(f"- Final epoch: training loss {last['loss']:.4f}, training accuracy "
+                     f"{_pct(last.get('train_accuracy'))} (augmented, on the training images: not a performance "
+                     "estimate).")
+    if train_seconds is not None:
+        lines.append(f"- Training time: {train_seconds:.0f} s (sum of the epochs).")
+    lines += ["", "Command:", "", "```", command or "(called from Python: ichnode.training.classify.train_classifier)",
+              "```", "", "## Measured performance", ""]
+    if cv:
+        s, pooled = cv["summary"], cv["pooled"]
+        lines += [
+            f"{cv['folds']}-fold stratified cross-validation (split seed {cv['split_seed']}) on the same "
+            f"{cv['n_images']} images, same configuration and recipe, {cv['epochs']} epochs, "
+            f"{cv['image_size']} px, threshold 0.5, model after the last epoch:",
+            "",
+            "| metric | mean +- SD over folds | pooled out-of-fold |",
+            "|---|---|---|",
+        ]
+        for k in CLASSIFICATION_KEYS:
+            lines.append(f"| {_NAMES[k]} | {_pct(s[k]['mean'])} +- {_pct(s[k]['sd'])} | {_pct(pooled[k])} |")
+        lines += ["", "Per fold (accuracy / sensitivity / specificity / AUC):", ""]
+        for f in cv["per_fold"]:
+            lines.append(f"- fold {f['fold']} (n={f['n_test']}): {_pct(f['accuracy'])} / {_pct(f['sensitivity'])}"
+                         f" / {_pct(f['specificity'])} / {_pct(f['auc'])}")
+        lines += ["", "For comparison, the seed 004 paper reports 80 % accuracy, sensitivity, specificity, "
+                  "precision, F1 and \"AUC\" (= balanced accuracy) on one 80/20 split of the full 200-image set "
+                  "with an ImageNet-pretrained full ResNet-50.",
+                  ""]
+        if report:
+            lines.append(f"Full report: `{report}` in the repository.")
+    else:
+        lines.append("Not measured (no cross-validation metrics were given).")
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        f"- {n_train} training images from one public source; 2D, one slice per patient; the images were already "
+        "windowed and resized by the data set's authors - real DICOM input goes through a different path.",
+        "- A small network trained from scratch for a few epochs on a CPU"
+        + (f"; the wide SD over folds reflects about {cv['n_images'] // cv['folds']} test images per fold."
+           if cv else "."),
+        "- Not for clinical use.",
+        "",
+    ]
+    path = weights.with_suffix(".md")
+    path.write_text("\n".join(lines))
+    return path

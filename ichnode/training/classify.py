@@ -1,0 +1,431 @@
+"""Training loop for the 2D slice classifiers (seeds 001, 003, 004) on the head-ct-png set.
+
+Per-network recipe (:data:`RECIPES`), from the papers where they say it:
+
+=================  ==================================  =====  ======  ==================================
+network (seed)     optimiser                           batch  epochs  loss here
+=================  ==================================  =====  ======  ==================================
+resnet50_cls 004   Adam, lr 1e-4                       16     30      cross-entropy on 2 logits
+dtvit 001          SGD, lr 0.01, momentum 0 (the       8      50      CE(ICH) + CE(location); location
+                   paper names none; PyTorch default)                 term masked (no location labels)
+vgg_wso 003        Adam, lr 1e-3, /10 every 5 epochs   8      20      BCE on the "any" logit only
+                                                                      (no subtype labels here)
+=================  ==================================  =====  ======  ==================================
+
+"epochs" are the papers' and the defaults used for the shipped weights; callers pass their own.
+
+Location labels (seed 001) and subtype labels (seed 003) do not exist in head-ct-png: the DTViT location
+loss is computed only over samples whose location target is >= 0, which here is none, so it contributes
+exactly 0 and the location head keeps its initial weights; the VGG subtype logits get no loss at all.
+
+Augmentation (training only, the same for all three): random horizontal flip and a random rotation in
+[-15, 15] degrees (seed 001's rotation), bilinear, border padding. No ImageNet pretraining (none is
+shipped or reachable); every network starts from its random initialisation.
+
+Checkpoints (``checkpoint.pt``, written atomically after every epoch) hold the model, optimiser and
+scheduler state, the number of finished epochs, the RNG states (torch CPU, CUDA when present, Python's
+``random`` and the data-order/augmentation generator) and the per-epoch history, so an interrupted run
+resumes bit-for-bit where it stopped. They load with ``torch.load(weights_only=True)``.
+
+CUDA is used when available, the CPU otherwise; on the CPU call ``torch.set_num_threads`` first.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ichnode.models.registry import ModelSpec, get
+from ichnode.training.metrics import classification_metrics
+from ichnode.training.png_dataset import PngSet, load_png_set
+
+CHECKPOINT = "checkpoint.pt"
+Log = Callable[[str], None]
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    optimizer: str  # "adam" | "sgd"
+    lr: float
+    batch_size: int
+    loss: str  # "ce" | "ce+masked_ce" | "bce_any"
+    paper_epochs: int
+    momentum: float = 0.0
+    step_size: int | None = None  # StepLR period in epochs (None: constant lr)
+    gamma: float = 0.1
+    augment: bool = True
+    source: str = ""
+
+
+RECIPES: dict[str, Recipe] = {
+    "resnet50_cls": Recipe("adam", 1e-4, 16, "ce", 30,
+                           source="seed 004 Table 1: Adam, batch 16, lr 0.0001, 30 epochs, categorical CE"),
+    "dtvit": Recipe("sgd", 0.01, 8, "ce+masked_ce", 50,
+                    source="seed 001 section 3: SGD, lr 0.01, batch 8 (non-augmented set), 50 epochs"),
+    "vgg_wso": Recipe("adam", 1e-3, 8, "bce_any", 20, step_size=5, gamma=0.1,
+                      source="seed 003 section 3: Adam, lr 0.001 /10 every 5 epochs, batch 8, 20 epochs"),
+}
+
+
+def recipe_for(spec: ModelSpec | str) -> Recipe:
+    name = spec if isinstance(spec, str) else spec.name
+    name = get(name).name
+    if name not in RECIPES:
+        raise ValueError(f"{name} is not a 2D slice classifier; trainable here: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def model_overrides(spec: ModelSpec, image_size: int) -> dict[str, Any]:
+    """Configuration changes needed for ``image_size`` (the ViT's positional embedding is size-bound)."""
+    return {"img_size": int(image_size)} if spec.name == "dtvit" else {}
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---------------------------------------------------------------------------------------- losses
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean CE over the samples with ``target >= 0``; exactly 0 (still in the graph) when there are none."""
+    keep = target >= 0
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[keep], target[keep])
+
+
+def compute_loss(recipe: Recipe, out: dict[str, torch.Tensor], y: torch.Tensor,
+                 location: torch.Tensor | None = None) -> torch.Tensor:
+    if recipe.loss == "ce":
+        return F.cross_entropy(out["logits"], y)
+    if recipe.loss == "ce+masked_ce":
+        if location is None:  # head-ct-png has no location labels: every target is "unknown"
+            location = torch.full_like(y, -1)
+        return F.cross_entropy(out["ich_logits"], y) + masked_cross_entropy(out["location_logits"], location)
+    if recipe.loss == "bce_any":
+        return F.binary_cross_entropy_with_logits(out["logits"][:, 0], y.float())
+    raise ValueError(f"unknown loss {recipe.loss!r}")
+
+
+def positive_probability(spec: ModelSpec | str, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """P(hemorrhage) per sample from a forward's outputs."""
+    name = spec if isinstance(spec, str) else spec.name
+    if name == "resnet50_cls":
+        return torch.softmax(out["logits"].float(), dim=1)[:, 1]
+    if name == "dtvit":
+        return torch.softmax(out["ich_logits"].float(), dim=1)[:, 1]
+    if name == "vgg_wso":
+        return torch.sigmoid(out["logits"][:, 0].float())
+    raise ValueError(f"no hemorrhage probability for {name}")
+
+
+# ---------------------------------------------------------------------------------- augmentation
+def augment_batch(x: torch.Tensor, generator: torch.Generator, max_degrees: float = 15.0) -> torch.Tensor:
+    """Random horizontal flip (p = 0.5) and rotation in [-max_degrees, max_degrees] per sample."""
+    b = x.shape[0]
+    flip = torch.rand(b, generator=generator) < 0.5
+    angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(max_degrees)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    sx = torch.where(flip, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = cos * sx, -sin
+    theta[:, 1, 0], theta[:, 1, 1] = sin * sx, cos
+    theta = theta.to(x.device, x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "data": generator.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["data"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _ids_digest(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------ loop
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict[str, Any]]
+    config: dict[str, Any]  # the registry configuration the model was built with
+    resumed_from: int  # epochs already done when this call started (0: fresh start)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, spec: ModelSpec | str, inputs: np.ndarray | torch.Tensor,
+            batch_size: int = 32, device: torch.device | None = None) -> np.ndarray:
+    """P(hemorrhage) for each prepared input (eval mode)."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    x = torch.as_tensor(inputs)
+    probs = [positive_probability(spec, model(x[i : i + batch_size].to(device))).cpu()
+             for i in range(0, len(x), batch_size)]
+    return torch.cat(probs).numpy().astype(np.float64)
+
+
+def _fmt_metrics(m: dict[str, float], keys=("accuracy", "sensitivity", "specificity", "auc")) -> str:
+    short = {"accuracy": "acc", "sensitivity": "sens", "specificity": "spec", "auc": "auc"}
+    return " ".join(f"{short.get(k, k)} {m[k]:.3f}" for k in keys)
+
+
+def fit(
+    spec: ModelSpec | str,
+    train: PngSet,
+    *,
+    epochs: int,
+    checkpoint_dir: str | Path | None,
+    small: bool = True,
+    seed: int = 0,
+    resume: bool = True,
+    val: PngSet | None = None,
+    device: torch.device | None = None,
+    log: Log | None = _print,
+    tag: str = "",
+) -> FitResult:
+    """Train ``spec`` on ``train`` for ``epochs`` epochs (checkpointing into ``checkpoint_dir``).
+
+    With ``val`` given, the validation metrics are computed and logged after each epoch (they are never
+    used to choose an epoch: the model returned is the one after the last epoch).
+    """
+    spec = get(spec) if isinstance(spec, str) else spec
+    recipe = recipe_for(spec)
+    log = log or (lambda _line: None)
+    device = device or default_device()
+    if epochs < 1:
+        raise ValueError("epochs must be >= 1")
+    if len(train) == 0:
+        raise ValueError("empty training set")
+
+    overrides = model_overrides(spec, train.image_size)
+    config = spec.config(small, **overrides)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    model = spec.builder(**config).to(device)
+    generator = torch.Generator().manual_seed(seed + 1)
+    if recipe.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    elif recipe.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
+    else:
+        raise ValueError(recipe.optimizer)
+    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, recipe.step_size, recipe.gamma)
+                 if recipe.step_size else None)
+    meta = {"model": spec.name, "version": spec.version, "config": _jsonable(config), "seed": seed,
+            "image_size": train.image_size, "train_ids": _ids_digest(train.ids), "recipe": asdict(recipe)}
+
+    history: list[dict[str, Any]] = []
+    start = 0
+    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    if ckpt is not None and ckpt.exists() and resume:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if state["meta"] != meta:
+            raise ValueError(f"{ckpt} belongs to a different run (model/config/seed/data differ); "
+                             "delete it or pass resume=False")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"], generator)
+        history = list(state["history"])
+        start = int(state["epoch"])
+        log(f"{tag}{spec.name}: resumed from {ckpt} after epoch {start}")
+
+    x_all = torch.from_numpy(train.inputs)
+    y_all = torch.from_numpy(train.labels)
+    n = len(train)
+    n_params = sum(p.numel() for p in model.parameters())
+    if start == 0:
+        log(f"{tag}{spec.name}: {n_params:,} parameters, {n} training images at {train.image_size} px, "
+            f"{recipe.optimizer} lr {recipe.lr:g}, batch {recipe.batch_size}, {epochs} epochs, device {device}")
+    for epoch in range(start, epochs):
+        t0 = time.monotonic()
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        total, probs, labels = 0.0, [], []
+        for i in range(0, n, recipe.batch_size):
+            idx = order[i : i + recipe.batch_size]
+            x, y = x_all[idx], y_all[idx]
+            if recipe.augment:
+                x = augment_batch(x, generator)
+            x, y = x.to(device), y.to(device)
+            out = model(x)
+            loss = compute_loss(recipe, out, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+            probs.append(positive_probability(spec, out).detach().cpu())
+            labels.append(y.cpu())
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        train_m = classification_metrics(torch.cat(labels).numpy(), torch.cat(probs).numpy())
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "loss": total / n,
+                               **{f"train_{k}": train_m[k] for k in ("accuracy", "auc")}}
+        line = (f"{tag}{spec.name} epoch {epoch + 1}/{epochs} lr {lr:.2g} loss {total / n:.4f} "
+                f"train acc {train_m['accuracy']:.3f}")
+        if val is not None and len(val):
+            vp = predict(model, spec, val.inputs, device=device)
+            vm = classification_metrics(val.labels, vp)
+            row.update({f"val_{k}": vm[k] for k in ("accuracy", "sensitivity", "specificity", "auc")})
+            line += f" | val {_fmt_metrics(vm)}"
+        row["seconds"] = time.monotonic() - t0
+        history.append(row)
+        log(f"{line} | {row['seconds']:.1f} s")
+        if ckpt is not None:
+            _save_atomic({
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "epoch": epoch + 1,
+                "rng": _rng_state(generator),
+                "history": history,
+                "meta": meta,
+            }, ckpt)
+    model.eval()
+    return FitResult(model, history, config, start)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Tuples -> lists, recursively (configs hold tuples; JSON and the checkpoint meta want lists)."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------------- entry point
+def weights_name(spec: ModelSpec) -> str:
+    return f"{spec.name}.pt"
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """State dict (CPU, float32) loadable with ``torch.load(path, weights_only=True)``."""
+    path = Path(path)
+    state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    _save_atomic(state, path)
+    return path
+
+
+def train_classifier(
+    model_name: str,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    epochs: int,
+    image_size: int,
+    small: bool = True,
+    seed: int = 0,
+    resume: bool = True,
+    cv_metrics: str | Path | dict | None = None,
+    cv_report: str | None = None,
+    command: str | None = None,
+    checkpoint_dir: str | Path | None = None,
+    log: Log | None = _print,
+) -> Path:
+    """Train ``model_name`` on every labelled image in ``data_dir``; write into ``out_dir``:
+    ``<name>.pt`` (state dict), ``<name>.json`` (build configuration and
+    input preparation) and ``<name>.md`` (model card, with the cross-validation metrics from
+    ``cv_metrics`` - a ``metrics.json`` written by :func:`ichnode.training.crossval.crossvalidate`, or its
+    dict - when given). The resumable ``checkpoint.pt`` goes to ``checkpoint_dir`` (default ``out_dir``;
+    keep it out of ``ichnode/weights``, which ships). Returns the weights path."""
+    from ichnode.training.cards import write_card  # local: cards imports this module
+
+    spec = get(model_name)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = load_png_set(data_dir, spec, image_size)
+    result = fit(spec, data, epochs=epochs, checkpoint_dir=checkpoint_dir or out_dir, small=small, seed=seed,
+                 resume=resume, log=log)
+    weights = save_weights(result.model, out_dir / weights_name(spec))
+    overrides = model_overrides(spec, image_size)
+    sidecar = {
+        "model": spec.name, "seed": spec.seed, "version": spec.version, "small": small,
+        "overrides": _jsonable(overrides), "config": _jsonable(result.config), "image_size": image_size,
+        "input": "head-ct-png reader: grey, zero-pad to square, 0..255 -> pseudo-HU [0, 80], registry "
+                 "prepare_* at image_size (see ichnode.training.png_dataset)",
+        "output": "P(hemorrhage) = " + {"resnet50_cls": "softmax(logits)[:, 1]",
+                                        "dtvit": "softmax(ich_logits)[:, 1]",
+                                        "vgg_wso": "sigmoid(logits[:, 0])"}[spec.name],
+        "epochs": epochs, "train_seed": seed, "n_train": len(data),
+        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
+    weights.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    if isinstance(cv_metrics, (str, Path)):
+        cv_metrics = json.loads(Path(cv_metrics).read_text())
+    write_card(weights, spec, config=result.config, small=small, image_size=image_size, epochs=epochs,
+               seed=seed, n_train=len(data), labels=data.labels, history=result.history, cv=cv_metrics,
+               command=command, data_dir=data_dir,
+               train_seconds=sum(h["seconds"] for h in result.history),
+               report=cv_report)
+    return weights
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ichnode.training.classify",
+                                description="Train a 2D slice classifier on head-ct-png (all images).")
+    p.add_argument("model", help="registry name or seed (004 / 003 / 001)")
+    p.add_argument("--data", required=True, help="head-ct-png folder (labels.csv + images/)")
+    p.add_argument("--out", required=True, help="output folder (weights, <name>.json, model card)")
+    p.add_argument("--work", default=None, help="checkpoint folder (default: --out)")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--paper-size", action="store_true", help="paper configuration instead of the small one")
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--cv-metrics", help="metrics.json of a cross-validation run, quoted in the model card")
+    p.add_argument("--cv-report", help="path of the cross-validation report, named in the model card")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on the CPU")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    command = "python -m ichnode.training.classify " + " ".join(shlex.quote(s) for s in (argv or sys.argv[1:]))
+    path = train_classifier(a.model, a.data, a.out, epochs=a.epochs, image_size=a.image_size,
+                            small=not a.paper_size, seed=a.seed, resume=not a.no_resume,
+                            cv_metrics=a.cv_metrics, cv_report=a.cv_report, command=command,
+                            checkpoint_dir=a.work)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
