@@ -8,7 +8,7 @@ import pytest
 
 from ichnode.results.read import sr_texts, sr_value
 
-from conftest import SHARED_DATA, dciodvfy_errors
+from tests.helpers import SHARED_DATA, dciodvfy_errors
 
 CQ500 = SHARED_DATA / "cq500-ct1"
 STRAY = "CT000000.dcm"

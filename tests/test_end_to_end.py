@@ -8,7 +8,7 @@ from ichnode.results.read import sr_value
 from ichnode.store.jobs import JobState, JobStore
 from ichnode.synth import SynthSpec, write_series
 
-from conftest import (dciodvfy_errors, free_port, require_tool, start_ichnode, start_storescp,
+from tests.helpers import (dciodvfy_errors, free_port, require_tool, start_ichnode, start_storescp,
                       wait_until, write_config)
 
 

@@ -13,7 +13,7 @@ from ichnode.results.read import sr_texts
 from ichnode.store.jobs import JobState
 from ichnode.synth import SynthSpec, write_series
 
-from conftest import wait_until
+from tests.helpers import wait_until
 
 CASES = {
     "gap": (SynthSpec(subtype="iph", matrix=128, seed=21, drop_slices=(12,)), "missing slice"),
