@@ -92,7 +92,7 @@ def build_ae(config: Config) -> AE:
 
 
 def _on_connection(event) -> None:
-    log.info("association", event=event.event.name, calling_aet=event.assoc.requestor.ae_title,
+    log.info("association", kind=event.event.name, calling_aet=event.assoc.requestor.ae_title,
              address=event.assoc.requestor.address)
 
 
