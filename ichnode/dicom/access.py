@@ -1,0 +1,99 @@
+"""Who may talk to the node: source-address allow-list, DICOM TLS, and the server that enforces both.
+
+- The address allow-list (node.allowed_addresses, CIDRs) is checked when the TCP connection is
+  accepted, before a single byte of the peer is read: a refused peer gets its connection closed and
+  the node logs `connection_refused` with the address and the reason.
+- TLS (tls.cert + tls.key, tls.ca for mutual TLS): pynetdicom's own server does the TLS handshake
+  in its accept loop, so one peer that connects and stays silent would stop every other peer from
+  connecting. Here the handshake runs in the connection's own thread with tls.handshake_timeout_s.
+- The calling AE allow-list (node.allowed_calling_aets) and the association limit
+  (node.max_associations) are pynetdicom's; they reject with A-ASSOCIATE-RJ.
+"""
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from typing import Callable
+
+from pynetdicom.transport import ThreadedAssociationServer
+
+from ichnode.config import Config
+from ichnode.log import get_logger
+
+log = get_logger("ichnode.access")
+
+
+class AddressFilter:
+    """allowed(address) for an IP address string; an empty allow-list allows every address."""
+
+    def __init__(self, cidrs):
+        self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+
+    def allowed(self, address: str) -> bool:
+        if not self.networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == net.version and ip in net for net in self.networks)
+
+
+def server_tls_context(config: Config) -> ssl.SSLContext | None:
+    """The SCP's TLS context, or None when tls.cert is not set. tls.ca requires client certs."""
+    tls = config.tls
+    if tls.cert is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # DICOM BCP 195 profiles: TLS 1.2 or later
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    if tls.ca is not None:
+        context.load_verify_locations(cafile=str(tls.ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class NodeServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with the address check and the TLS handshake moved out of the
+    accept loop. on_refused(address, reason) is called for each refused connection."""
+
+    address_filter: AddressFilter = AddressFilter(())
+    handshake_timeout_s: float = 10.0
+    on_refused: Callable[[str, str], None] = staticmethod(lambda address, reason: None)
+
+    def get_request(self):
+        client_socket, address = self.socket.accept()
+        if self.ssl_context:
+            # Wrapping is cheap; the handshake happens in process_request_thread.
+            client_socket = self.ssl_context.wrap_socket(
+                client_socket, server_side=True, do_handshake_on_connect=False)
+        return client_socket, address
+
+    def verify_request(self, request, client_address) -> bool:
+        address = client_address[0] if isinstance(client_address, tuple) else str(client_address)
+        if self.address_filter.allowed(address):
+            return True
+        log.warning("connection_refused", reason="source address not in node.allowed_addresses",
+                    address=address)
+        self.on_refused(address, "source address not in node.allowed_addresses")
+        return False
+
+    def process_request_thread(self, request, client_address) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            address = client_address[0] if isinstance(client_address, tuple) else str(client_address)
+            try:
+                request.settimeout(self.handshake_timeout_s)
+                request.do_handshake()
+            except OSError as exc:
+                reason = f"TLS handshake failed: {type(exc).__name__}: {exc}"[:300]
+                log.warning("connection_refused", reason=reason, address=address)
+                self.on_refused(address, reason)
+                self.shutdown_request(request)
+                return
+        # Accepted sockets would block forever: pynetdicom's idle timer cannot fire while its
+        # reader waits inside recv() for a PDU that a peer announced and never sends. With the
+        # network timeout on the socket, a stalled or silent peer is dropped after that long.
+        request.settimeout(self.ae.network_timeout)
+        super().process_request_thread(request, client_address)
