@@ -1,0 +1,94 @@
+"""Prometheus metrics of one node (own registry, served at /metrics on the worklist web app).
+
+No patient data in any label: stages, priorities, channels, failure kinds (digits masked) and the
+source series' ManufacturerModelName (for score drift per scanner model).
+"""
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from ichnode.store.jobs import UNFINISHED
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+STAGES = ("receive", "complete", "assemble", "infer", "write", "send", "notify")
+
+
+def failure_reason(text: str | None) -> str:
+    """A bounded label from a free-text reason: numbers masked, cut to 80 characters."""
+    text = re.sub(r"\d+(\.\d+)?", "N", text or "unknown")
+    return re.sub(r"\s+", " ", text).strip()[:80]
+
+
+class Metrics:
+    def __init__(self, worklist=None):
+        r = self.registry = CollectorRegistry()
+        self.instances = Counter("ichnode_instances_received", "DICOM instances stored", registry=r)
+        self.series = Counter("ichnode_series_received", "New series (first instance stored)",
+                              registry=r)
+        self.stage = Histogram("ichnode_stage_seconds", "Seconds spent per pipeline stage",
+                               ["stage"], buckets=STAGE_BUCKETS, registry=r)
+        self.time_to_notification = Histogram(
+            "ichnode_time_to_notification_seconds",
+            "First image received to notification acknowledged", ["channel"],
+            buckets=STAGE_BUCKETS, registry=r)
+        self.failures = Counter("ichnode_failures", "Failures by stage and reason",
+                                ["stage", "reason"], registry=r)
+        self.triaged = Counter("ichnode_studies_triaged", "Worklist rows by priority", ["priority"],
+                               registry=r)
+        self.notifications = Counter("ichnode_notifications", "Notification attempts by result",
+                                     ["channel", "result"], registry=r)
+        self.score = Histogram("ichnode_model_score_any",
+                               "probabilities['any'] of analysed series, by source scanner model",
+                               ["manufacturer_model"], buckets=SCORE_BUCKETS, registry=r)
+        for stage in STAGES:
+            self.stage.labels(stage=stage)  # every stage is listed from the start
+        if worklist is not None:
+            r.register(_QueueCollector(worklist))
+
+    def observe_timings(self, timings: dict, first_received: float | None) -> None:
+        """Stage latencies of one finished job, from its `timings` JSON."""
+        last = timings.get("last_received_at")
+        if first_received is not None and last is not None:
+            self.stage.labels(stage="receive").observe(max(0.0, last - first_received))
+        if last is not None and timings.get("completed_at") is not None:
+            self.stage.labels(stage="complete").observe(max(0.0, timings["completed_at"] - last))
+        for stage in ("assemble", "infer", "write", "send"):
+            value = timings.get(f"{stage}_s")
+            if value is not None:
+                self.stage.labels(stage=stage).observe(value)
+
+    def observe_score(self, probabilities: dict, scanner_model: str | None) -> None:
+        if "any" in probabilities:
+            self.score.labels(manufacturer_model=(scanner_model or "unknown")[:64]).observe(
+                float(probabilities["any"]))
+
+    def failure(self, stage: str, reason: str | None) -> None:
+        self.failures.labels(stage=stage, reason=failure_reason(reason)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _QueueCollector:
+    """Queue depth read from the store at scrape time."""
+
+    def __init__(self, worklist):
+        self.worklist = worklist
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        depth = GaugeMetricFamily("ichnode_queue_depth",
+                                  "Series receiving, jobs waiting or in progress, by state",
+                                  labels=["state"])
+        for state, count in self.worklist.queue_depth([s.value for s in UNFINISHED]).items():
+            depth.add_metric([state], count)
+        yield depth
+        yield GaugeMetricFamily("ichnode_notifications_pending", "Notifications not yet sent",
+                                value=self.worklist.pending_notifications())

@@ -1,0 +1,290 @@
+"""The worklist web app: login, worklist, study page, JSON API, OpenAPI document, /metrics.
+
+Pages are Jinja2 templates rendered on the server; the worklist page polls the JSON API and swaps
+in the rows fragment when the worklist's version changes (no reload). Patient identifiers appear
+only on authenticated pages and API answers; no page or API path contains them. Handlers without a
+form body are plain functions: Starlette runs them in its thread pool, so SQLite reads and
+Basic-auth hashing never block the event loop.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from ichnode import __version__
+from ichnode.config import WebConfig
+from ichnode.log import get_logger
+from ichnode.results.codes import BANNER_TEXT
+from ichnode.triage.metrics import CONTENT_TYPE
+from ichnode.web.api import (Auth, api_item, api_notification, csrf_safe_post, error, iso,
+                             schema_generator, unauthorised)
+from ichnode.web.auth import verify_password
+
+log = get_logger("ichnode.web")
+HERE = Path(__file__).parent
+IMAGE_NAME = re.compile(r"^(thumbnail|key_\d{4})\.png$")
+ACTIONS = ("acknowledge", "dismiss", "restore")
+_DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def _local_time(epoch: float | None) -> str:
+    return "" if epoch is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _person(name: str | None) -> str:
+    """DICOM PN "FAMILY^GIVEN^MIDDLE" as "FAMILY, GIVEN MIDDLE"."""
+    family, _, rest = (name or "").partition("^")
+    rest = " ".join(p for p in rest.split("^") if p)
+    return f"{family}, {rest}" if family and rest else family or rest
+
+
+def _safe_next(value: str | None) -> str:
+    return value if value and value.startswith("/") and not value.startswith("//") else "/"
+
+
+class SecurityHeaders:
+    """No caching of pages with patient data, no framing, only own scripts and images."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        static = scope["path"].startswith("/static/")
+
+        async def wrapped(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+                            (b"referrer-policy", b"no-referrer"),
+                            (b"content-security-policy",
+                             b"default-src 'self'; img-src 'self'; frame-ancestors 'none'")]
+                if not static:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+
+
+def build_app(config: WebConfig, worklist, metrics, results_dir: Path) -> Starlette:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters.update(age=_age, local_time=_local_time, person=_person)
+    templates.env.globals.update(banner=BANNER_TEXT, ichnode_version=__version__,
+                                 refresh_s=config.refresh_s)
+    auth = Auth({u.name: u.password_hash for u in config.users})
+    schema = schema_generator()
+
+    def csrf_token(request: Request) -> str:
+        if "csrf" not in request.session:
+            request.session["csrf"] = secrets.token_urlsafe(24)
+        return request.session["csrf"]
+
+    def page(request: Request, name: str, **context) -> Response:
+        context.update(user=request.session.get("user"), csrf=csrf_token(request), now=time.time())
+        return templates.TemplateResponse(request, name, context)
+
+    def login_redirect(request: Request) -> RedirectResponse:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    # --- pages ----------------------------------------------------------------------------
+    def login_form(request: Request) -> Response:
+        return page(request, "login.html", next=_safe_next(request.query_params.get("next")),
+                    failed=False)
+
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        name, password = str(form.get("username", "")), str(form.get("password", ""))
+        next_url = _safe_next(str(form.get("next", "/")))
+        if not secrets.compare_digest(str(form.get("csrf", "")), csrf_token(request)):
+            return page(request, "login.html", next=next_url, failed=True)
+        # Hash even for an unknown user, so the answer time does not tell which names exist.
+        ok = await run_in_threadpool(verify_password, password, auth.users.get(name, _DUMMY_HASH))
+        ok = ok and name in auth.users
+        if not ok:
+            log.warning("login_failed")
+            response = page(request, "login.html", next=next_url, failed=True)
+            response.status_code = 401
+            return response
+        request.session.clear()
+        request.session.update(user=name, csrf=secrets.token_urlsafe(24), since=time.time())
+        log.info("login", user=name)
+        return RedirectResponse(next_url, status_code=303)
+
+    def logout(request: Request) -> Response:
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    def worklist_page(request: Request) -> Response:
+        if auth.user(request)[1] != "session":
+            return login_redirect(request)
+        show_all = request.query_params.get("all") == "1"
+        return page(request, "worklist.html", items=worklist.items(include_dismissed=show_all),
+                    show_all=show_all, version=worklist.version())
+
+    def worklist_rows(request: Request) -> Response:
+        if auth.user(request)[1] != "session":
+            return Response("login required", status_code=401)
+        show_all = request.query_params.get("all") == "1"
+        return page(request, "_rows.html", items=worklist.items(include_dismissed=show_all),
+                    show_all=show_all)
+
+    def study_page(request: Request) -> Response:
+        if auth.user(request)[1] != "session":
+            return login_redirect(request)
+        row = worklist.get(request.path_params["job"])
+        if row is None:
+            return Response("no such study on the worklist", status_code=404)
+        return page(request, "study.html", item=row,
+                    notifications=worklist.notifications(row["job_id"]))
+
+    async def study_action(request: Request) -> Response:
+        user, how = auth.user(request)
+        if how != "session":
+            return login_redirect(request)
+        form = await request.form()
+        if not secrets.compare_digest(str(form.get("csrf", "")), csrf_token(request)):
+            return Response("stale form: reload the page", status_code=403)
+        job, action = request.path_params["job"], request.path_params["action"]
+        if action not in ACTIONS:
+            return Response("unknown action", status_code=404)
+        row = worklist.restore(job) if action == "restore" else worklist.mark(job, action, user)
+        if row is None:
+            return Response("no such study on the worklist", status_code=404)
+        log.info("worklist_" + action, job=job, user=user)
+        return RedirectResponse(_safe_next(str(form.get("next", f"/study/{job}"))), status_code=303)
+
+    def image(request: Request) -> Response:
+        if auth.user(request)[0] is None:
+            return Response("login required", status_code=401)
+        job, name = request.path_params["job"], request.path_params["name"]
+        path = results_dir / str(job) / "triage" / name
+        if not IMAGE_NAME.match(name) or not path.is_file():
+            return Response("not found", status_code=404)
+        return FileResponse(path, media_type="image/png")
+
+    # --- API ------------------------------------------------------------------------------
+    def api_worklist(request: Request) -> Response:
+        """
+        summary: The worklist, by priority (critical, high, not analysed, routine) then arrival.
+        parameters:
+          - {name: include_dismissed, in: query, required: false, schema: {type: string, enum: ["0", "1"]}}
+        responses:
+          "200": {description: The worklist., content: {application/json: {schema: {$ref: "#/components/schemas/Worklist"}}}}
+          "401": {description: Not logged in., content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        """
+        if auth.user(request)[0] is None:
+            return unauthorised()
+        now = time.time()
+        items = worklist.items(include_dismissed=request.query_params.get("include_dismissed") == "1")
+        return JSONResponse({"version": worklist.version(), "generated": iso(now),
+                             "count": len(items), "items": [api_item(r, now) for r in items],
+                             "notice": BANNER_TEXT})
+
+    def api_worklist_item(request: Request) -> Response:
+        """
+        summary: One worklist item, with its notifications.
+        parameters:
+          - {name: job, in: path, required: true, schema: {type: integer}}
+        responses:
+          "200": {description: The item., content: {application/json: {schema: {$ref: "#/components/schemas/WorklistItem"}}}}
+          "401": {description: Not logged in., content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+          "404": {description: No such job on the worklist., content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        """
+        if auth.user(request)[0] is None:
+            return unauthorised()
+        row = worklist.get(request.path_params["job"])
+        if row is None:
+            return error(404, "no such job on the worklist")
+        item = api_item(row)
+        item["notifications"] = [api_notification(n) for n in worklist.notifications(row["job_id"])]
+        return JSONResponse(item)
+
+    def api_action(request: Request) -> Response:
+        """
+        summary: Acknowledge or dismiss a worklist item as the authenticated user (now).
+        description: With the session cookie, send Content-Type application/json (CSRF guard).
+        parameters:
+          - {name: job, in: path, required: true, schema: {type: integer}}
+          - {name: action, in: path, required: true, schema: {type: string, enum: [acknowledge, dismiss, restore]}}
+        responses:
+          "200": {description: The item after the change., content: {application/json: {schema: {$ref: "#/components/schemas/WorklistItem"}}}}
+          "401": {description: Not logged in., content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+          "403": {description: Cookie-authenticated request without a JSON content type., content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+          "404": {description: No such job on the worklist., content: {application/json: {schema: {$ref: "#/components/schemas/Error"}}}}
+        """
+        user, how = auth.user(request)
+        if user is None:
+            return unauthorised()
+        if not csrf_safe_post(request, how):
+            return error(403, "send Content-Type: application/json")
+        job, action = request.path_params["job"], request.path_params["action"]
+        if action not in ACTIONS:
+            return error(404, f"unknown action {action!r}")
+        row = worklist.restore(job) if action == "restore" else worklist.mark(job, action, user)
+        if row is None:
+            return error(404, "no such job on the worklist")
+        log.info("worklist_" + action, job=job, user=user)
+        return JSONResponse(api_item(row))
+
+    def openapi(request: Request) -> Response:
+        return JSONResponse(schema.get_schema(routes=request.app.routes))
+
+    def metrics_endpoint(request: Request) -> Response:
+        if not config.metrics:
+            return Response("metrics are off (web.metrics)", status_code=404)
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    routes = [
+        Route("/", worklist_page, include_in_schema=False),
+        Route("/login", login_form, methods=["GET"], include_in_schema=False),
+        Route("/login", login, methods=["POST"], include_in_schema=False),
+        Route("/logout", logout, methods=["POST"], include_in_schema=False),
+        Route("/fragments/worklist", worklist_rows, include_in_schema=False),
+        Route("/study/{job:int}", study_page, include_in_schema=False),
+        Route("/study/{job:int}/{action}", study_action, methods=["POST"], include_in_schema=False),
+        Route("/images/{job:int}/{name}", image, include_in_schema=False),
+        Route("/api/worklist", api_worklist, methods=["GET"]),
+        Route("/api/worklist/{job:int}", api_worklist_item, methods=["GET"]),
+        Route("/api/worklist/{job:int}/{action}", api_action, methods=["POST"]),
+        Route("/api/openapi.json", openapi, include_in_schema=False),
+        Route("/metrics", metrics_endpoint, include_in_schema=False),
+        Route("/healthz", healthz, include_in_schema=False),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(SessionMiddleware, secret_key=config.session_secret or secrets.token_urlsafe(32),
+                   session_cookie="ichnode_session", max_age=config.session_max_age_s,
+                   same_site="strict", https_only=config.tls_cert is not None),
+    ]
+    return Starlette(routes=routes, middleware=middleware)
