@@ -27,6 +27,8 @@ _LAZY = {
     "train_classifier": "ichnode.training.classify",
     "crossvalidate": "ichnode.training.crossval",
     "stratified_folds": "ichnode.training.crossval",
+    "train_segmenter": "ichnode.training.segment",
+    "train_volume_regressor": "ichnode.training.regress3d",
 }
 
 
@@ -61,4 +63,4 @@ def load_shipped(model_name: str, map_location: str = "cpu"):
 
 
 __all__ = ["RECIPES", "WEIGHTS_DIR", "crossvalidate", "fit", "load_shipped", "predict", "stratified_folds",
-           "train_classifier", "weights_path"]
+           "train_classifier", "train_segmenter", "train_volume_regressor", "weights_path"]

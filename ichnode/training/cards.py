@@ -161,3 +161,130 @@ def write_card(
     path = weights.with_suffix(".md")
     path.write_text("\n".join(lines))
     return path
+
+
+# ------------------------------------------------------------------ networks trained on synthetic phantoms
+_SYNTH_OUTPUT = {
+    "dense_unet": "`seg_logits` (B, C, S, S), one sigmoid channel per class in the sidecar's `classes`; the engine "
+                  "(`ichnode.infer.deep.DenseUNetEngine`) labels a voxel with the most probable class where its "
+                  "probability is >= 0.5; volume = labelled voxels x voxel volume.",
+    "resnet3d_multitask": "`volume_cbrt` (B,): cube root of the hematoma volume in mm^3 (`cbrt_mm_to_ml` gives mL). "
+                          "`prognosis_logit` (B,) is **untrained** (phantoms have no outcome; its BCE term was "
+                          "masked out, the head keeps its random initialisation) - ignore it; the engine does not "
+                          "report it (`prognosis_trained: false`). `features` for Grad-CAM.",
+}
+
+
+def write_synthetic_card(weights: str | Path, *, performance: Sequence[str] | None = None,
+                         report: str | None = None) -> Path:
+    """Model card of a network trained on synthetic phantoms (seeds 002, 000), from the sidecar
+    ``<name>.json`` that ``ichnode.training.segment`` / ``regress3d`` write (build configuration, data,
+    recipe, per-epoch history, command). ``performance``: markdown lines (from
+    ``ichnode.training.evaluate_synthetic``) for the measured-performance section."""
+    from ichnode.models.registry import get
+
+    weights = Path(weights)
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    spec = get(meta["model"])
+    size = weights.stat().st_size
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    import torch
+
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    n_params = sum(int(v.numel()) for k, v in state.items()
+                   if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    recipe, history = meta.get("recipe", {}), meta.get("history", [])
+    overrides = meta.get("overrides", {})
+    if spec.name == "dense_unet":
+        shape = f"(B, 1, {meta['image_size']}, {meta['image_size']})"
+        prep = meta["input"]
+    else:
+        shape = "(B, 1, " + ", ".join(str(v) for v in meta["input_size"]) + ")"
+        prep = meta["input"]
+    lines = [
+        f"# Model card: {spec.name} (seed {spec.seed}) - `{weights.name}`",
+        "",
+        "> **Not for clinical use.** Research weights trained only on synthetic head CT phantoms "
+        "(`ichnode.synth`); never validated on patient data, not a medical device, not to be used for diagnosis "
+        "or triage decisions.",
+        "",
+        "## Model",
+        "",
+        f"- Architecture: {spec.paper}.",
+        f"- Registry name `{spec.name}`, version **{spec.version}**; the registry **small** configuration"
+        + (f" with `{json.dumps(overrides)}`" if overrides else "") + f"; full build arguments: "
+        f"`{json.dumps(meta['config'])}`.",
+        f"- Parameters: {n_params:,}.",
+        f"- Load: `ichnode.infer.deep.load_weights(\"{spec.name}\")`, or `get(\"{spec.name}\").build(small=True"
+        + "".join(f", {k}={v!r}" for k, v in overrides.items())
+        + f")` + `load_state_dict(torch.load(\"{weights.name}\", weights_only=True))`.",
+        f"- Input: {shape}; {prep}.",
+        f"- Output: {_SYNTH_OUTPUT[spec.name]}",
+    ]
+    if spec.name == "dense_unet":
+        lines.append(f"- Classes (output channels, in order): {', '.join(meta['classes'])}.")
+    lines += [
+        f"- Weights: `{weights.name}`, {size / 1e6:.2f} MB, sha256 `{sha}`; a torch state dict "
+        "(`torch.load(..., weights_only=True)`).",
+        "",
+        "## Training data",
+        "",
+        f"- {meta['data']}.",
+        "- Phantoms: analytic head (skull, diploe, grey/white matter, deep grey, ventricles, CSF spaces, falx, "
+        "cerebellum) with one hemorrhage of the sampled subtype, volume log-uniform in the sampled range, 230 mm "
+        "field of view, slice thickness 5 or 2.5 mm, matrix 128 or 256, in-plane blur and noise (6 HU). Ground "
+        "truth is exact: the hemorrhage mask on the written voxel grid.",
+        "- Phantom seeds are disjoint from the evaluation phantoms (`synthetic.TRAIN_SEED_START` vs "
+        "`EVAL_SEED_START`): different anatomy draw, lesion shape and noise.",
+        "",
+        "## Training",
+        "",
+        f"- {recipe.get('optimizer', '?')} lr {recipe.get('lr', float('nan')):g}"
+        + (f" momentum {recipe['momentum']:g}" if recipe.get("optimizer") == "sgd" else "")
+        + f", batch {recipe.get('batch_size')}, {meta['epochs']} epochs, seed {meta['train_seed']}, random "
+        f"left-right flip. Paper: {recipe.get('source', '')}.",
+    ]
+    if spec.name == "dense_unet":
+        lines.append("- Loss: binary cross-entropy per class channel (the paper's). Output bias initialised to the "
+                     "log-odds of each class's pixel frequency. **Deviation from the paper:** "
+                     + ("Adam instead of SGD (SGD at the paper's lr 1e-3 did not learn within the CPU budget: "
+                        "validation Dice 0.000 after 4 epochs; see `ichnode/training/segment.py`)"
+                        if recipe.get("optimizer") == "adam" else "none in the optimiser")
+                     + (f"; width {overrides['width']} instead of the small configuration's 0.125 (the 17 k-"
+                        "parameter network learned too slowly)" if "width" in overrides else "") + ".")
+    else:
+        lines.append("- Loss: MSE on the cube root of the volume (mm) + BCE on death over the samples with an "
+                     "outcome label (none here: the BCE term is 0). Volume head bias initialised to the mean "
+                     "training target; batch-norm statistics re-estimated over the training set after the last "
+                     "epoch.")
+    if history:
+        last = history[-1]
+        extra = "".join(f", {k} {v:.4g}" for k, v in last.items() if k.startswith("val_"))
+        lines.append(f"- Final epoch: training loss {last['loss']:.5g}{extra} (validation phantoms are logged only, "
+                     "never used to choose an epoch).")
+    if meta.get("train_seconds") is not None:
+        lines.append(f"- Training time: {meta['train_seconds']:.0f} s (sum of the epochs, CPU, one thread).")
+    lines += ["", "Command:", "", "```", meta.get("command") or f"(called from Python)", "```", "",
+              "## Measured performance", ""]
+    if performance:
+        lines += list(performance)
+    else:
+        lines.append("Not measured yet: run `python -m ichnode.training.evaluate_synthetic`.")
+    if report:
+        lines += ["", f"Full report: `{report}` in the repository."]
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        "- Synthetic phantoms only: real hemorrhages, real anatomy, scanner noise, beam hardening, motion and "
+        "post-operative changes are not represented. Performance on patient CT is unknown.",
+        "- A small network trained for minutes on a CPU at reduced resolution "
+        + (f"({meta['image_size']} px slices)." if spec.name == "dense_unet"
+           else "(" + "x".join(str(v) for v in meta["input_size"]) + " voxels)."),
+    ]
+    if spec.name == "resnet3d_multitask":
+        lines.append("- The prognosis (death) head is untrained. Research only.")
+    lines += ["- Not for clinical use.", ""]
+    path = weights.with_suffix(".md")
+    path.write_text("\n".join(lines))
+    return path

@@ -18,3 +18,14 @@ done <<'MODELS'
 003 20
 001 50
 MODELS
+
+# Synthetic phantoms (no data needed): seed 002 Dense U-Net and seed 000 3D ResNet, then the held-out
+# evaluation (docs/models/synthetic/) that also writes the measured numbers into their model cards.
+# Adam and width 0.5 for 002: see ichnode/training/segment.py (SGD at the paper's lr did not learn in budget).
+$PY -m ichnode.training.segment --out ichnode/weights --work var/training/synthetic/002 --phantoms 160 \
+    --epochs 6 --optimizer adam --width 0.5 --max-positive 8 --val 12 --seed 0 --threads 1 \
+    --report docs/models/synthetic/report.md
+$PY -m ichnode.training.regress3d --out ichnode/weights --work var/training/synthetic/000 --phantoms 320 \
+    --epochs 24 --val 12 --seed 0 --threads 1 --report docs/models/synthetic/report.md
+$PY -m ichnode.training.evaluate_synthetic --out docs/models/synthetic --per-group 8 --none 4 --seed 0 \
+    --threads 1 --update-cards

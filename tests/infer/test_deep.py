@@ -1,0 +1,173 @@
+"""Engine adapters of the five networks (ichnode.infer.deep) on a small synthetic volume, on the CPU."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from structlog.testing import capture_logs
+
+from ichnode.config import EngineConfig, load_config
+from ichnode.domain import ALL_CLASSES, Findings
+from ichnode.errors import ConfigError
+from ichnode.infer import deep
+from ichnode.infer.classical import ClassicalEngine
+from ichnode.infer.engine import InferenceEngine, build_models
+from ichnode.training import png_dataset
+from ichnode.training.classify import positive_probability
+from tests.infer.conftest import write_tiny_weights
+
+CFG = EngineConfig(device="cpu", threads=1, batch_size=4)
+
+
+def _check_common(f: Findings, volume) -> None:
+    assert isinstance(f, Findings)
+    assert f.labels.shape == volume.hu.shape and f.labels.dtype == np.uint8
+    assert int(f.labels.max(initial=0)) <= len(f.segment_classes)
+    assert all(c in ALL_CLASSES for c in f.segment_classes)
+    if f.heatmap is not None:
+        assert f.heatmap.shape == volume.hu.shape and f.heatmap.dtype == np.float32
+        assert 0.0 <= float(f.heatmap.min()) and float(f.heatmap.max()) <= 1.0
+    for key, p in f.probabilities.items():
+        assert key == "any" or key in ALL_CLASSES
+        assert 0.0 <= p <= 1.0
+
+
+@pytest.mark.parametrize("name", ["resnet50_cls", "vgg_wso", "dtvit"])
+def test_slice_classifiers(name, tiny_weights, volume) -> None:
+    engine = deep.build_deep(name, CFG, tiny_weights)
+    assert isinstance(engine, deep.SliceClassifierEngine) and engine.info.name == name
+    result = engine.analyse_detailed(volume)
+    f = result.findings
+    _check_common(f, volume)
+    assert f.segment_classes == () and not f.labels.any()
+    assert set(f.probabilities) == {"any"}  # untrained heads (subtypes, location) are not reported
+    assert result.slice_scores.shape == (volume.hu.shape[0],)
+    assert f.probabilities["any"] == pytest.approx(result.slice_scores.max())
+    assert f.iph_location is None
+    if name == "vgg_wso":
+        assert f.heatmap is not None
+        for z, box in result.boxes.items():
+            assert result.slice_scores[z] >= 0.5
+            assert 0 <= box.y0 < box.y1 <= volume.hu.shape[1] and 0 <= box.x0 < box.x1 <= volume.hu.shape[2]
+    else:
+        assert f.heatmap is None
+
+
+def test_dense_unet_labels_and_classes(tiny_weights, volume) -> None:
+    engine = deep.build_deep("dense_unet", CFG, tiny_weights)
+    assert isinstance(engine, deep.DenseUNetEngine)
+    f = engine.analyse(volume)
+    _check_common(f, volume)
+    assert f.segment_classes == ("IPH", "IVH", "SAH", "SDH", "EDH")
+    assert set(f.probabilities) == {"any", *f.segment_classes}
+    assert f.probabilities["any"] == pytest.approx(max(f.probabilities[c] for c in f.segment_classes))
+
+
+def test_dense_unet_non_square_and_batching(tiny_weights, volume) -> None:
+    cropped = replace(volume, hu=np.ascontiguousarray(volume.hu[:5, 8:56, :]))  # 48 x 64
+    a = deep.build_deep("dense_unet", replace(CFG, batch_size=2), tiny_weights).analyse(cropped)
+    b = deep.build_deep("dense_unet", replace(CFG, batch_size=5), tiny_weights).analyse(cropped)
+    assert a.labels.shape == cropped.hu.shape
+    np.testing.assert_array_equal(a.labels, b.labels)  # batch size does not change the result (eval mode)
+
+
+def test_volume_regressor(tiny_weights, volume, tmp_path) -> None:
+    engine = deep.build_deep("resnet3d_multitask", CFG, tiny_weights)
+    assert isinstance(engine, deep.VolumeRegressorEngine)
+    f = engine.analyse(volume)
+    _check_common(f, volume)
+    assert f.model_volume_ml is not None and f.model_volume_ml >= 0.0
+    assert f.prognosis_probability is None  # untrained head: not reported
+    assert f.segment_classes == () and f.heatmap is not None
+    write_tiny_weights(tmp_path, "resnet3d_multitask", prognosis_trained=True)
+    f2 = deep.build_deep("resnet3d_multitask", CFG, tmp_path).analyse(volume)
+    assert 0.0 <= f2.prognosis_probability <= 1.0
+    assert f2.model_volume_ml == pytest.approx(f.model_volume_ml, rel=1e-5)
+
+
+def test_missing_weights_fall_back_to_classical(tmp_path, volume) -> None:
+    with capture_logs() as logs:
+        engine = deep.build_deep("dense_unet", CFG, tmp_path)
+    assert isinstance(engine, ClassicalEngine)
+    warning = [e for e in logs if e["event"] == "model_weights_missing"]
+    assert warning and warning[0]["log_level"] == "warning" and warning[0]["fallback"] == "classical"
+    # several missing models and classical itself: one classical engine only
+    config = EngineConfig(models=("classical", "dense_unet", "resnet3d_multitask"), device="cpu", threads=1)
+    models = build_models(config, weights_dir=tmp_path)
+    assert len(models) == 1 and isinstance(models[0], ClassicalEngine)
+
+
+def test_build_models_and_merge(tiny_weights, volume) -> None:
+    config = EngineConfig(models=("resnet50_cls", "classical", "resnet3d_multitask"), device="cpu", threads=1)
+    models = build_models(config, weights_dir=tiny_weights)
+    assert [m.info.name for m in models] == ["resnet50_cls", "ichnode-classical-hu", "resnet3d_multitask"]
+    merged = InferenceEngine(models).analyse(volume)
+    assert merged.segment_classes == ("ICH",)  # the segmenting engine provides the labels
+    assert "any" in merged.probabilities and merged.model_volume_ml is not None
+
+
+def test_aggregation() -> None:
+    s = [0.1, 0.9, 0.5, 0.7]
+    assert deep.aggregate(s, "max") == pytest.approx(0.9)
+    assert deep.aggregate(s, "mean_top2") == pytest.approx(0.8)
+    assert deep.aggregate(s, "mean_top1") == pytest.approx(0.9)
+    assert deep.aggregate(s, "mean_top10") == pytest.approx(np.mean(s))  # k > n: all slices
+    assert deep.aggregate([], "max") == 0.0
+    for bad in ("mean", "top3", "mean_top0", "mean_topx"):
+        with pytest.raises(ValueError):
+            deep.parse_aggregation(bad)
+
+
+def test_engine_config_fields() -> None:
+    c = load_config(None, overrides={"engine.models": ["classical", "dense_unet", "vgg_wso"],
+                                     "engine.aggregation": "mean_top3", "engine.batch_size": 8})
+    assert c.engine.aggregation == "mean_top3" and c.engine.batch_size == 8
+    assert load_config(None).engine.models == ("classical",)
+    for key, value in (("engine.aggregation", "median"), ("engine.batch_size", 0), ("engine.models", ["unet"])):
+        with pytest.raises(ConfigError, match=key.split(".")[1]):
+            load_config(None, overrides={key: value})
+
+
+@pytest.mark.parametrize("name", ["resnet50_cls", "vgg_wso", "dtvit"])
+def test_classifier_input_matches_png_training(name) -> None:
+    """A CT slice gives the classifier the same input as its brain-window PNG export did in training."""
+    rng = np.random.default_rng(0)
+    hu = rng.uniform(-200, 200, (48, 48)).astype(np.float32)
+    grey = np.rint(np.clip(hu, 0, 80) / 80 * 255)  # the 8-bit export with the brain window
+    expected = png_dataset.prepare(name, grey, 32)
+    got = deep.classifier_inputs(name, hu[None], 32)[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet50_cls", "vgg_wso", "dtvit"])
+def test_slice_probability_matches_training(name) -> None:
+    out = {"logits": torch.randn(3, 6 if name == "vgg_wso" else 2), "ich_logits": torch.randn(3, 2)}
+    torch.testing.assert_close(deep.slice_probability(name, out), positive_probability(name, out))
+
+
+def test_device_selection() -> None:
+    assert deep.select_device("cpu", 1).type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert deep.select_device("auto", 1).type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError):
+            deep.select_device("cuda", 1)
+
+
+def test_resnet3d_inputs_crop_box(phantom) -> None:
+    x, bbox = deep.resnet3d_inputs(phantom.hu.astype(np.float32), (8, 32, 32))
+    assert x.shape == (1, 8, 32, 32) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert len(bbox) == 3 and all(isinstance(s, slice) for s in bbox)
+
+
+def test_sidecar_classes_are_checked(tmp_path) -> None:
+    path = write_tiny_weights(tmp_path, "dense_unet")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["classes"] = ["IPH", "XYZ", "SAH", "SDH", "EDH"]
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="XYZ"):
+        deep.DenseUNetEngine(config=CFG, weights_dir=tmp_path)
