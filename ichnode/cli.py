@@ -55,6 +55,23 @@ def _setup_argparser() -> argparse.ArgumentParser:
     rerun = with_config(sub.add_parser("rerun", help="analyse and send a job again"))
     rerun.add_argument("job", nargs="?", type=int)
     rerun.add_argument("--failed", action="store_true", help="every failed job")
+    train = sub.add_parser("train", help="train a model (see ichnode/training/reproduce.sh)",
+                           description="Train MODEL (name or seed: 000-004). Remaining arguments go to "
+                           "the model's trainer; `ichnode train MODEL --help` lists them.")
+    train.add_argument("model")
+    train.add_argument("args", nargs=argparse.REMAINDER)
+    evaluate = sub.add_parser("evaluate", help="evaluate a model with the papers' metrics",
+                              description="2D classifiers (001, 003, 004): k-fold cross-validation on "
+                              "labelled PNGs; 000 and 002: held-out synthetic phantoms.")
+    evaluate.add_argument("model")
+    evaluate.add_argument("args", nargs=argparse.REMAINDER)
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench.add_argument("what", choices=["models"])
+    bench.add_argument("--models", default="classical,resnet50_cls,vgg_wso,dtvit,dense_unet,"
+                       "resnet3d_multitask")
+    hashpw = sub.add_parser("hash-password", help="print a salted scrypt hash of a password for "
+                                                  "web.users (reads it from stdin or a prompt)")
+    hashpw.add_argument("--stdin", action="store_true", help="read the password from stdin")
     return parser
 
 
@@ -80,6 +97,9 @@ def cmd_serve(args, config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"ichnode listening as {config.node.ae_title} on port {node.port}", flush=True)
+    if node.triage.web is not None:
+        print(f"worklist at {node.triage.web.scheme}://{config.web.host}:{node.triage.web_port}/",
+              flush=True)
     stop.wait()
     node.stop()
     return 0
@@ -133,8 +153,54 @@ def cmd_rerun(args, config) -> int:
     return rerun(config, args.job, args.failed)
 
 
+def cmd_hash_password(args, config) -> int:
+    import getpass
+
+    from ichnode.web.auth import hash_password
+
+    password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("Password: ")
+    if not password:
+        print("ichnode hash-password: empty password", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
+def cmd_train(args, config) -> int:
+    from ichnode.models.registry import get
+
+    name = get(args.model).name
+    if name == "dense_unet":
+        from ichnode.training.segment import main as trainer
+        return trainer(args.args)
+    if name == "resnet3d_multitask":
+        from ichnode.training.regress3d import main as trainer
+        return trainer(args.args)
+    from ichnode.training.classify import main as trainer
+    return trainer([name, *args.args])
+
+
+def cmd_evaluate(args, config) -> int:
+    from ichnode.models.registry import get
+
+    name = get(args.model).name
+    if name in ("dense_unet", "resnet3d_multitask"):
+        from ichnode.training.evaluate_synthetic import main as evaluator
+        return evaluator(args.args)
+    from ichnode.training.crossval import main as evaluator
+    return evaluator([name, *args.args])
+
+
+def cmd_bench(args, config) -> int:
+    from ichnode.bench import bench_models, print_bench_table
+
+    print_bench_table(bench_models([m for m in args.models.split(",") if m]))
+    return 0
+
+
 COMMANDS = {"serve": cmd_serve, "process": cmd_process, "synth": cmd_synth, "demo": cmd_demo,
-            "status": cmd_status, "rerun": cmd_rerun}
+            "status": cmd_status, "rerun": cmd_rerun, "hash-password": cmd_hash_password,
+            "train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,8 +6,11 @@ are created here; the node does that when it starts).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,6 +30,13 @@ class NodeConfig:
     max_associations: int = 10
     max_pdu: int = 0  # 0: unlimited, the fastest setting for large CT instances
     network_timeout_s: float = 60.0
+    # Source addresses allowed to connect (CIDRs, e.g. 10.20.0.0/16); empty: any address.
+    allowed_addresses: tuple[str, ...] = ()
+    # Disk watermarks for the spool's file system: above either, C-STORE answers 0xA700
+    # (out of resources) without writing; service resumes by itself once below.
+    min_free_disk_mb: float = 512.0
+    max_disk_use_percent: float = 98.0
+    max_instance_mb: float = 1024.0  # a larger dataset is refused with 0xA700
 
 
 @dataclass(frozen=True)
@@ -78,15 +88,23 @@ class EngineConfig:
     models: tuple[str, ...] = ("classical",)
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 2
+    # Deep models (ichnode.infer.deep): slices per forward pass, and how slice scores become the series
+    # score: "max" or "mean_topK" (mean of the K highest slices, e.g. mean_top3).
+    batch_size: int = 16
+    aggregation: str = "max"
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
 
 
 @dataclass(frozen=True)
 class Destination:
     name: str
-    ae_title: str
-    host: str
-    port: int
+    # kind "dimse": C-STORE to ae_title@host:port; kind "stow": DICOMweb STOW-RS POST to url
+    # (the service root, e.g. http://pacs:8042/dicom-web).
+    ae_title: str = ""
+    host: str = ""
+    port: int = 0
+    kind: str = "dimse"
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,83 @@ class ResultsConfig:
 
 
 @dataclass(frozen=True)
+class TriageConfig:
+    """Priority rules (ichnode/triage/priority.py). Volumes in mL, probabilities in [0, 1]."""
+    # IPH volume above which a study is critical, by location (seed 000: 30 mL supratentorial,
+    # 15 mL infratentorial).
+    critical_supratentorial_iph_ml: float = 30.0
+    critical_infratentorial_iph_ml: float = 15.0
+    # An engine that cannot tell subtypes apart (class ICH) is judged as IPH by the rule above.
+    undifferentiated_as_iph: bool = True
+    # IPH / ICH whose location the engine did not give: judged as "supratentorial" or "infratentorial".
+    unknown_location: str = "supratentorial"
+    critical_total_ml: float | None = None  # any hemorrhage in all above this: critical (None: off)
+    high_volume_ml: float = 1.0  # any hemorrhage in all at least this: high
+    high_probability: float = 0.5  # a probability ("any" or a subtype) at least this: high
+    flag_volume_ml: float = 0.1  # a class with at least this volume is flagged
+    flag_probability: float = 0.5  # a class with at least this probability is flagged
+
+
+@dataclass(frozen=True)
+class WebUser:
+    name: str
+    # "scrypt$n$r$p$salt$hash" (base64), made by `ichnode hash-password`; never a plain password
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8443
+    users: tuple[WebUser, ...] = ()
+    session_secret: str | None = None  # None: a random one per start (logins end at restart)
+    session_max_age_s: int = 12 * 3600
+    tls_cert: Path | None = None  # both set: HTTPS
+    tls_key: Path | None = None
+    refresh_s: float = 5.0  # how often an open worklist page polls for changes
+    metrics: bool = True  # /metrics (Prometheus, no patient data) without login
+
+
+@dataclass(frozen=True)
+class MllpConfig:
+    host: str
+    port: int
+    sending_application: str = "ICHNODE"
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    mllp: MllpConfig | None = None  # HL7 v2 ORU^R01 over MLLP
+    webhook_url: str | None = None  # JSON POST
+    priorities: tuple[str, ...] = ("critical", "high", "routine", "not analysed")  # which to send
+    max_attempts: int = 8
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 120.0
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """DICOM TLS for the node's SCP: cert + key turn it on; ca makes it mutual (client certs)."""
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    handshake_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    # Spooled instances of series whose job is DONE are deleted this many hours after it finished
+    # (None: keep them forever). Failed and unfinished jobs keep their instances.
+    purge_after_hours: float | None = 168.0
+    interval_s: float = 600.0  # how often the purge runs
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("./var")
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -115,6 +210,11 @@ class Config:
     destinations: tuple[Destination, ...] = ()
     sender: SenderConfig = field(default_factory=SenderConfig)
     results: ResultsConfig = field(default_factory=ResultsConfig)
+    triage: TriageConfig = field(default_factory=TriageConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     log_format: str = "auto"  # auto | json | console
 
     @property
@@ -221,6 +321,36 @@ def _convert(tp, value, source: str, key: str):
     raise ConfigError(f"{source}: {key}: unsupported type {tp}")
 
 
+DESTINATION_KINDS = ("dimse", "stow")
+
+
+def _check_destination(dest: Destination, key: str, bad, check_aet) -> None:
+    if dest.kind not in DESTINATION_KINDS:
+        raise bad(f"{key}.kind", dest.kind, f"must be one of {', '.join(DESTINATION_KINDS)}")
+    if dest.kind == "dimse":
+        check_aet(f"{key}.ae_title", dest.ae_title)
+        if not dest.host:
+            raise bad(f"{key}.host", dest.host, "a dimse destination needs a host")
+        if not 1 <= dest.port <= 65535:
+            raise bad(f"{key}.port", dest.port, "must be 1..65535")
+        if dest.url is not None:
+            raise bad(f"{key}.url", dest.url, "only a stow destination has a url")
+        return
+    parsed = urllib.parse.urlsplit(dest.url or "")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise bad(f"{key}.url", dest.url, "a stow destination needs an http(s) URL with a host, "
+                                          "e.g. http://pacs:8042/dicom-web")
+    if parsed.query or parsed.fragment:
+        raise bad(f"{key}.url", dest.url, "the DICOMweb service root has no query or fragment")
+    try:
+        parsed.port
+    except ValueError:
+        raise bad(f"{key}.url", dest.url, "the port must be 1..65535") from None
+    if dest.host or dest.port:
+        raise bad(f"{key}.host" if dest.host else f"{key}.port", dest.host or dest.port,
+                  "a stow destination is given by its url only")
+
+
 def _check(config: Config, source: str) -> None:
     def bad(key: str, value, why: str) -> ConfigError:
         return ConfigError(f"{source}: {key}: {why} (got {value!r})")
@@ -240,20 +370,103 @@ def _check(config: Config, source: str) -> None:
         raise bad("assembly.quiet_seconds", config.assembly.quiet_seconds, "must be positive")
     if config.assembly.expected_count is not None and config.assembly.expected_count < 1:
         raise bad("assembly.expected_count", config.assembly.expected_count, "must be at least 1")
-    known_models = {"classical"}
+    known_models = {"classical", "resnet3d_multitask", "dtvit", "dense_unet", "vgg_wso", "resnet50_cls"}
     for i, name in enumerate(config.engine.models):
         if name not in known_models:
             raise bad(f"engine.models[{i}]", name, f"unknown model; known: {sorted(known_models)}")
     if config.engine.device not in ("auto", "cpu", "cuda"):
         raise bad("engine.device", config.engine.device, "must be auto, cpu or cuda")
+    if config.engine.batch_size < 1:
+        raise bad("engine.batch_size", config.engine.batch_size, "must be at least 1")
+    if not re.fullmatch(r"max|mean_top[1-9][0-9]*", config.engine.aggregation):
+        raise bad("engine.aggregation", config.engine.aggregation, "must be max or mean_topK (e.g. mean_top3)")
     if config.log_format not in ("auto", "json", "console"):
         raise bad("log_format", config.log_format, "must be auto, json or console")
     names = [d.name for d in config.destinations]
     for i, dest in enumerate(config.destinations):
-        check_aet(f"destinations[{i}].ae_title", dest.ae_title)
-        if not 1 <= dest.port <= 65535:
-            raise bad(f"destinations[{i}].port", dest.port, "must be 1..65535")
+        _check_destination(dest, f"destinations[{i}]", bad, check_aet)
         if names.count(dest.name) > 1:
             raise bad(f"destinations[{i}].name", dest.name, "destination names must be unique")
     if config.sender.max_attempts < 1:
         raise bad("sender.max_attempts", config.sender.max_attempts, "must be at least 1")
+    _check_triage(config, bad)
+    _check_reliability(config, bad)
+
+
+def _check_triage(config: Config, bad) -> None:
+    """The triage:, web: and notify: sections."""
+    tri = config.triage
+    for name in ("critical_supratentorial_iph_ml", "critical_infratentorial_iph_ml", "high_volume_ml",
+                 "flag_volume_ml"):
+        if getattr(tri, name) < 0:
+            raise bad(f"triage.{name}", getattr(tri, name), "must not be negative")
+    for name in ("high_probability", "flag_probability"):
+        if not 0 <= getattr(tri, name) <= 1:
+            raise bad(f"triage.{name}", getattr(tri, name), "must be between 0 and 1")
+    if tri.unknown_location not in ("supratentorial", "infratentorial"):
+        raise bad("triage.unknown_location", tri.unknown_location,
+                  "must be supratentorial or infratentorial")
+    web = config.web
+    if not 0 <= web.port <= 65535:
+        raise bad("web.port", web.port, "must be 0..65535 (0 picks a free port)")
+    if (web.tls_cert is None) != (web.tls_key is None):
+        raise bad("web.tls_cert", web.tls_cert, "tls_cert and tls_key go together")
+    if web.refresh_s <= 0:
+        raise bad("web.refresh_s", web.refresh_s, "must be positive")
+    user_names = [u.name for u in web.users]
+    for i, user in enumerate(web.users):
+        if not user.name or user_names.count(user.name) > 1:
+            raise bad(f"web.users[{i}].name", user.name, "user names must be non-empty and unique")
+        if not user.password_hash.startswith(("scrypt$", "pbkdf2_sha256$")):
+            raise bad(f"web.users[{i}].password_hash", "<hidden>",
+                      "must be a hash from `ichnode hash-password` (scrypt$... or pbkdf2_sha256$...)")
+    if web.enabled and not web.users:
+        raise bad("web.users", [], "the worklist needs at least one user when web.enabled is true")
+    notify = config.notify
+    if notify.mllp is not None and not 1 <= notify.mllp.port <= 65535:
+        raise bad("notify.mllp.port", notify.mllp.port, "must be 1..65535")
+    if notify.webhook_url is not None and not notify.webhook_url.startswith(("http://", "https://")):
+        raise bad("notify.webhook_url", notify.webhook_url, "must be an http:// or https:// URL")
+    known = ("critical", "high", "routine", "not analysed")
+    for i, priority in enumerate(notify.priorities):
+        if priority not in known:
+            raise bad(f"notify.priorities[{i}]", priority, f"must be one of {list(known)}")
+    if notify.max_attempts < 1:
+        raise bad("notify.max_attempts", notify.max_attempts, "must be at least 1")
+
+
+def _check_reliability(config: Config, bad) -> None:
+    """Access control, disk watermarks, TLS and retention."""
+    node = config.node
+    for i, cidr in enumerate(node.allowed_addresses):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise bad(f"node.allowed_addresses[{i}]", cidr,
+                      "must be an IP address or CIDR, e.g. 10.20.0.0/16") from None
+    if node.network_timeout_s <= 0:
+        raise bad("node.network_timeout_s", node.network_timeout_s, "must be positive")
+    if node.min_free_disk_mb < 0:
+        raise bad("node.min_free_disk_mb", node.min_free_disk_mb, "must not be negative")
+    if not 0 < node.max_disk_use_percent <= 100:
+        raise bad("node.max_disk_use_percent", node.max_disk_use_percent, "must be in (0, 100]")
+    if node.max_instance_mb <= 0:
+        raise bad("node.max_instance_mb", node.max_instance_mb, "must be positive")
+    tls = config.tls
+    if (tls.cert is None) != (tls.key is None):
+        missing = "tls.key" if tls.key is None else "tls.cert"
+        raise bad(missing, None, "tls.cert and tls.key are given together")
+    if tls.ca is not None and tls.cert is None:
+        raise bad("tls.ca", str(tls.ca), "mutual TLS needs tls.cert and tls.key too")
+    for name in ("cert", "key", "ca"):
+        path = getattr(tls, name)
+        if path is not None and not path.is_file():
+            raise bad(f"tls.{name}", str(path), "no such file")
+    if tls.handshake_timeout_s <= 0:
+        raise bad("tls.handshake_timeout_s", tls.handshake_timeout_s, "must be positive")
+    ret = config.retention
+    if ret.purge_after_hours is not None and ret.purge_after_hours <= 0:
+        raise bad("retention.purge_after_hours", ret.purge_after_hours,
+                  "must be positive (null keeps instances forever)")
+    if ret.interval_s <= 0:
+        raise bad("retention.interval_s", ret.interval_s, "must be positive")

@@ -12,17 +12,22 @@ from datetime import datetime, timezone
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from ichnode.audit import Audit
 from ichnode.config import Config
 from ichnode.dicom.scp import StoreHandler, start_scp
 from ichnode.errors import IllegalTransition
 from ichnode.infer.engine import InferenceEngine, build_models
 from ichnode.log import get_logger
 from ichnode.pipeline import Pipeline
+from ichnode.store.disk import DiskGuard
 from ichnode.store.jobs import JobState, JobStore, SeriesRow
+from ichnode.store.retention import purge_expired
 from ichnode.store.spool import Spool
+from ichnode.triage.service import Triage
 
 log = get_logger("ichnode.node")
 SWEEP_JOB = "completion-sweep"
+RETENTION_JOB = "retention-purge"
 
 
 class Node:
@@ -32,6 +37,13 @@ class Node:
         self.store = JobStore(config.db_path)
         self.engine = engine or InferenceEngine(build_models(config.engine))
         self.pipeline = Pipeline(config, self.store, self.engine)
+        self.audit = Audit.for_data_dir(config.data_dir)
+        self.pipeline.audit = self.audit
+        self.triage = Triage(config, self.store, self.engine.infos)  # worklist, notify, metrics
+        self.pipeline.triage = self.triage
+        self.disk_guard = DiskGuard(config.spool_dir, config.node.min_free_disk_mb,
+                                    config.node.max_disk_use_percent)
+        self.store_handler: StoreHandler | None = None
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(4), "analysis": ThreadPoolExecutor(1)},
             job_defaults={"misfire_grace_time": None, "coalesce": True},
@@ -46,12 +58,23 @@ class Node:
 
     def start(self, port: int | None = None) -> "Node":
         removed = self.spool.remove_partials()
+        removed += Spool(self.config.results_dir).remove_partials()  # results written at a crash
         resumed = self.store.recover()
         self.scheduler.start()
         self.scheduler.add_job(self.sweep, "interval", id=SWEEP_JOB,
                                seconds=self.config.assembly.sweep_interval_s, max_instances=1)
-        handler = StoreHandler(self.spool, self.store, on_stored=self._on_stored)
+        if self.config.retention.purge_after_hours is not None:
+            self.scheduler.add_job(self.purge, "interval", id=RETENTION_JOB, max_instances=1,
+                                   seconds=self.config.retention.interval_s)
+        handler = StoreHandler(self.spool, self.store, on_stored=self._on_stored,
+                               max_bytes=int(self.config.node.max_instance_mb * 1024 * 1024),
+                               disk_guard=self.disk_guard, audit=self.audit)
+        self.store_handler = handler
         self._server = start_scp(self.config, handler, port)
+        self.triage.start()
+        self.audit.record("node_started", ae_title=self.config.node.ae_title, port=self.port,
+                          partial_files_removed=removed, jobs_resumed=len(resumed),
+                          tls=self.config.tls.cert is not None)
         log.info("node_started", ae_title=self.config.node.ae_title, port=self.port,
                  partial_files_removed=removed, jobs_resumed=len(resumed),
                  models=[f"{i.name} {i.version}" for i in self.engine.infos])
@@ -61,10 +84,21 @@ class Node:
         if self._server is not None:
             self._server.shutdown()
         self.scheduler.shutdown(wait=True)
+        self.triage.stop()
         self.store.close()
+        self.audit.record("node_stopped")
+        self.audit.close()
         log.info("node_stopped")
 
+    def purge(self, now: float | None = None) -> list[dict]:
+        """Retention: delete spooled instances of series DONE longer than purge_after_hours."""
+        hours = self.config.retention.purge_after_hours
+        if hours is None:
+            return []
+        return purge_expired(self.store, self.spool, hours, now=now, audit=self.audit)
+
     def _on_stored(self, series: SeriesRow) -> None:
+        self.triage.on_stored(series)
         expected = self.config.assembly.expected_count or series.expected_count
         if expected and series.instance_count >= expected:
             # Complete by count: sweep now rather than at the next tick.
@@ -79,6 +113,9 @@ class Node:
                 job_id = self.store.close_series(series.key, now)
                 log.info("series_complete", series=series.series_uid, job=job_id,
                          instances=series.instance_count)
+                self.audit.record("series_complete", study_uid=series.study_uid,
+                                  series_uid=series.series_uid, job=job_id,
+                                  instances=series.instance_count, generation=series.generation)
             # Queued jobs: new ones, resumed after a crash, or asked for by `ichnode rerun`.
             for job in self.store.jobs((JobState.QUEUED,)):
                 if job.id not in self._submitted:

@@ -12,10 +12,12 @@ from pathlib import Path
 import pydicom
 
 from ichnode import __version__
+from ichnode.audit import Audit
 from ichnode.assemble.eligibility import check_geometry, check_headers
 from ichnode.assemble.series import Headers, load_volume, read_headers, stack_geometry
 from ichnode.config import Config
 from ichnode.dicom.sender import describe, send
+from ichnode.dicom.stow import send_stow
 from ichnode.domain import Analysis
 from ichnode.errors import NotEligible, SendError
 from ichnode.infer.engine import InferenceEngine
@@ -26,6 +28,8 @@ from ichnode.store.jobs import JobState, JobStore
 from ichnode.store.spool import write_atomic
 
 log = get_logger("ichnode.pipeline")
+# One sender per Destination.kind, all with sender.send's contract (SendError, on_sent per SOP).
+SENDERS = {"dimse": send, "stow": send_stow}
 
 
 def analyse_headers(headers: Headers, config: Config, engine: InferenceEngine,
@@ -71,6 +75,17 @@ def backoff_s(attempt: int, initial: float, maximum: float, rng=random) -> float
 class Pipeline:
     def __init__(self, config: Config, store: JobStore, engine: InferenceEngine):
         self.config, self.store, self.engine = config, store, engine
+        self.audit = Audit.disabled()  # the node sets its audit log here
+        self.triage = None  # the node sets its triage hooks here (ichnode.triage.service.Triage)
+
+    def _hook(self, event: str, job_id: int, *args) -> None:
+        """Tell the triage side (worklist, notifications, metrics); it never breaks the job."""
+        if self.triage is None:
+            return
+        try:
+            getattr(self.triage, f"on_{event}")(job_id, *args)
+        except Exception:  # noqa: BLE001 - triage must not fail a job
+            log.exception("triage_hook_failed", job=job_id, hook=event)
 
     def analyse_job(self, job_id: int) -> None:
         """QUEUED -> ANALYSING -> SENDING (results on disk), or FAILED with the error."""
@@ -78,7 +93,13 @@ class Pipeline:
         series = self.store.series(job.series_key)
         timings = {"completed_at": time.time(), "last_received_at": series.last_received}
         try:
-            headers = read_headers(self.store.instance_paths(job.series_key))
+            paths = self.store.instance_paths(job.series_key)
+            purges = self.store.purges(job.series_key)
+            if not paths and purges:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(purges[-1]["purged"]))
+                raise NotEligible(f"the received instances were deleted on {when} by retention "
+                                  "(retention.purge_after_hours)")
+            headers = read_headers(paths)
             if not headers.datasets:
                 raise NotEligible("no readable instance: " + "; ".join(e for _, e in headers.unreadable))
             analysis = analyse_headers(headers, self.config, self.engine, timings)
@@ -88,45 +109,67 @@ class Pipeline:
         except NotEligible as exc:
             self.store.transition(job_id, JobState.FAILED, outcome="not analysed", reason=str(exc))
             log.warning("job_failed", job=job_id, reason=str(exc))
+            self._hook("not_analysed", job_id, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the job boundary: record and keep serving
             self.store.transition(job_id, JobState.FAILED, error=f"{type(exc).__name__}: {exc}")
             log.exception("job_crashed", job=job_id)
+            self._hook("failed", job_id, "analysis", type(exc).__name__)
             return
         outcome = "not analysed" if analysis.not_analysed else "analysed"
         if headers.unreadable and not analysis.not_analysed:
             outcome += f" ({len(headers.unreadable)} unreadable file(s) left out)"
         self.store.transition(job_id, JobState.SENDING, outcome=outcome, reason=analysis.not_analysed,
                               results=[str(p) for p in results], timings=timings)
+        self._hook("analysed", job_id, analysis)
         log.info("job_analysed", job=job_id, series=series.series_uid, outcome=outcome,
                  reason=analysis.not_analysed, results=len(results))
+        self.audit.record("analysed", job=job_id, study_uid=series.study_uid,
+                          series_uid=series.series_uid, outcome=outcome, reason=analysis.not_analysed,
+                          instances=len(headers.datasets), unreadable=len(headers.unreadable),
+                          results=[p.name for p in results])
 
     def send_job(self, job_id: int) -> None:
         """SENDING -> DONE, or RETRY_WAIT with backoff, or FAILED after the last attempt."""
         job = self.store.job(job_id)
         if job.state is JobState.RETRY_WAIT:
             job = self.store.transition(job_id, JobState.SENDING)
-        items = [describe(Path(p)) for p in job.results]
+        try:
+            items = [describe(Path(p)) for p in job.results]
+        except (OSError, AttributeError, ValueError) as exc:
+            self.store.transition(job_id, JobState.FAILED,
+                                  error=f"result files unreadable, rerun to rebuild: {exc}")
+            log.error("job_results_unreadable", job=job_id, error=str(exc))
+            return
         start = time.perf_counter()
         errors = []
         for dest in self.config.destinations:
             done = self.store.sent_uids(job_id, dest.name)
             todo = [i for i in items if i.sop_uid not in done]
             try:
-                send(todo, dest, calling_aet=self.config.node.ae_title,
-                     timeout_s=self.config.sender.timeout_s,
-                     on_sent=lambda uid, d=dest.name: self.store.mark_sent(job_id, d, uid))
+                SENDERS[dest.kind](todo, dest, calling_aet=self.config.node.ae_title,
+                                   timeout_s=self.config.sender.timeout_s,
+                                   on_sent=lambda uid, d=dest.name: self.store.mark_sent(job_id, d, uid))
             except SendError as exc:
                 errors.append(str(exc))
+                self.audit.record("send_failed", job=job_id, destination=dest.name,
+                                  instances=len(todo), error=str(exc))
+            else:
+                if todo:
+                    self.audit.record("sent", job=job_id, destination=dest.name,
+                                      instances=len(todo), sop_uids=[i.sop_uid for i in todo])
         timings = dict(job.timings, send_s=time.perf_counter() - start, sent_at=time.time())
         attempts = job.attempts + 1
         if not errors:
             self.store.transition(job_id, JobState.DONE, attempts=attempts, error=None, timings=timings)
             log.info("job_done", job=job_id, destinations=len(self.config.destinations))
+            self._hook("done", job_id)
         elif attempts >= self.config.sender.max_attempts:
             self.store.transition(job_id, JobState.FAILED, attempts=attempts,
                                   error=f"sending failed after {attempts} attempts: {errors[0]}")
             log.error("job_send_failed", job=job_id, attempts=attempts, error=errors[0])
+            self.audit.record("job_failed", job=job_id, attempts=attempts, error=errors[0])
+            self._hook("failed", job_id, "send", "send failed")
         else:
             delay = backoff_s(attempts, self.config.sender.backoff_initial_s,
                               self.config.sender.backoff_max_s)

@@ -10,6 +10,10 @@ from rich.table import Table
 from ichnode.config import Config
 from ichnode.errors import IllegalTransition
 from ichnode.store.jobs import JobState, JobStore
+from ichnode.triage.worklist import triage_columns
+
+PRIORITY_COLOURS = {"critical": "bold red", "high": "yellow", "routine": "green",
+                    "not analysed": "magenta"}
 
 
 def job_summaries(store: JobStore) -> list[dict]:
@@ -36,18 +40,23 @@ def print_status(config: Config, as_json: bool = False) -> None:
         rows = job_summaries(store)
     finally:
         store.close()
+    triage = triage_columns(config.db_path)
+    for row in rows:
+        row.update(triage.get(row.get("job"), {"priority": None, "acknowledged": None}))
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="ichnode jobs (AI triage - not for diagnostic use)")
-    for column in ("job", "state", "outcome", "series", "description", "instances", "results",
-                   "reason", "updated"):
+    for column in ("job", "state", "priority", "acknowledged", "outcome", "series", "description",
+                   "instances", "results", "reason", "updated"):
         table.add_column(column, overflow="fold")
     colours = {"done": "green", "failed": "red", "retry_wait": "yellow", "receiving": "cyan"}
     for row in rows:
         state = row["state"]
+        priority = row.get("priority") or ""
         table.add_row(str(row.get("job", "")), f"[{colours.get(state, 'white')}]{state}[/]",
-                      row.get("outcome") or "", "…" + row["series_uid"][-12:],
+                      f"[{PRIORITY_COLOURS.get(priority, 'white')}]{priority}[/]",
+                      row.get("acknowledged") or "", row.get("outcome") or "", "…" + row["series_uid"][-12:],
                       row.get("description") or "", str(row["instances"]),
                       str(row.get("results", "")), row.get("reason") or "", row.get("updated", ""))
     Console(width=160).print(table)

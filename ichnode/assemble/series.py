@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from ichnode.assemble.geometry import StackGeometry, analyse_stack, same_orientation
 from ichnode.domain import Volume
@@ -30,12 +29,38 @@ def read_headers(paths) -> Headers:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
             ds.SOPInstanceUID  # noqa: B018 - a file without it is not an instance we can use
-        except (InvalidDicomError, OSError, AttributeError, ValueError, EOFError) as exc:
+            for _ in ds.iterall():
+                pass  # decode every header element now: a damaged one makes the file unreadable
+            _check_numbers(ds)
+        except Exception as exc:  # noqa: BLE001 - per-file boundary: pydicom raises many types on
+            # damaged bytes (struct.error, BytesLengthException, KeyError, ...); the file is listed
+            # as unreadable with the error, the series goes on without it.
             bad.append((path, f"{type(exc).__name__}: {exc}"))
             continue
         datasets.append(ds)
         good.append(path)
     return Headers(tuple(datasets), tuple(good), tuple(bad))
+
+
+# Numeric attributes the pipeline computes with, and how many values each has (None: any).
+_NUMERIC = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "PixelSpacing": 2,
+            "SliceThickness": 1, "RescaleSlope": 1, "RescaleIntercept": 1, "Rows": 1, "Columns": 1,
+            "InstanceNumber": 1}
+
+
+def _check_numbers(ds: pydicom.Dataset) -> None:
+    """A present numeric attribute must hold finite numbers, as many as it should."""
+    for keyword, count in _NUMERIC.items():
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        values = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ValueError(f"{keyword} is not numeric") from None
+        if len(numbers) != count or not all(np.isfinite(numbers)):
+            raise ValueError(f"{keyword} must be {count} finite number(s)")
 
 
 def stack_geometry(headers: Headers, gap_tolerance: float) -> StackGeometry:

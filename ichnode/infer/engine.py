@@ -12,9 +12,21 @@ from ichnode.domain import Engine, Findings, ModelInfo, Volume
 from ichnode.infer.classical import ClassicalEngine
 
 
-def build_models(config: EngineConfig) -> list[Engine]:
-    builders = {"classical": lambda: ClassicalEngine(config.classical)}
-    return [builders[name]() for name in config.models]
+def build_models(config: EngineConfig, weights_dir=None) -> list[Engine]:
+    """One engine per configured name. The deep models (ichnode.infer.deep) load their shipped weights;
+    a model without weights becomes the classical engine (warning logged), kept only once."""
+    models: list[Engine] = []
+    for name in config.models:
+        if name == "classical":
+            model: Engine = ClassicalEngine(config.classical)
+        else:
+            from ichnode.infer.deep import build_deep  # torch is imported only when a model needs it
+
+            model = build_deep(name, config, weights_dir)
+        if isinstance(model, ClassicalEngine) and any(isinstance(m, ClassicalEngine) for m in models):
+            continue
+        models.append(model)
+    return models
 
 
 class InferenceEngine:
@@ -29,7 +41,9 @@ class InferenceEngine:
 
     def analyse(self, volume: Volume) -> Findings:
         results = [model.analyse(volume) for model in self.models]
-        primary = next((f for f in results if f.labels.any()), results[0])
+        # segments found > an engine that segments (found nothing) > a classifier without labels
+        primary = next((f for f in results if f.labels.any()),
+                       next((f for f in results if f.segment_classes), results[0]))
         probabilities: dict[str, float] = {}
         for findings in results:
             probabilities.update(findings.probabilities)

@@ -57,6 +57,9 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS sent (
     job_id INTEGER NOT NULL, destination TEXT NOT NULL, sop_uid TEXT NOT NULL, sent REAL NOT NULL,
     PRIMARY KEY (job_id, destination, sop_uid));
+CREATE TABLE IF NOT EXISTS purges (
+    series_key TEXT NOT NULL, study_uid TEXT NOT NULL, series_uid TEXT NOT NULL, job_id INTEGER,
+    files INTEGER NOT NULL, bytes INTEGER NOT NULL, purged REAL NOT NULL);
 """
 
 
@@ -268,6 +271,44 @@ class JobStore:
             rows = self._db.execute("SELECT sop_uid FROM sent WHERE job_id=? AND destination=?",
                                     (job_id, destination)).fetchall()
         return {r["sop_uid"] for r in rows}
+
+    # --- retention ------------------------------------------------------------------------
+    _PURGEABLE = (
+        "SELECT s.key, j.id AS job_id FROM series s JOIN jobs j ON j.series_key = s.key"
+        " WHERE s.open = 0 AND j.id = (SELECT MAX(id) FROM jobs WHERE series_key = s.key)"
+        " AND j.state = ? AND j.updated < ?"
+        " AND EXISTS (SELECT 1 FROM instances i WHERE i.series_key = s.key)")
+
+    def purgeable_series(self, before: float) -> list[str]:
+        """Keys of closed series whose latest job is DONE since before, with instances on record."""
+        with self._lock:
+            rows = self._db.execute(self._PURGEABLE, (JobState.DONE.value, before)).fetchall()
+        return [r["key"] for r in rows]
+
+    def purge_series(self, key: str, before: float, now: float | None = None) -> list[str] | None:
+        """Forget a purgeable series' instances and record the purge; returns their paths for the
+        caller to delete, or None when the series is no longer purgeable (a late instance came)."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            row = db.execute(self._PURGEABLE + " AND s.key = ?",
+                             (JobState.DONE.value, before, key)).fetchone()
+            if row is None:
+                return None
+            series = db.execute("SELECT study_uid, series_uid FROM series WHERE key=?", (key,)).fetchone()
+            files = db.execute("SELECT path, size FROM instances WHERE series_key=?", (key,)).fetchall()
+            db.execute("DELETE FROM instances WHERE series_key=?", (key,))
+            db.execute("INSERT INTO purges VALUES (?,?,?,?,?,?,?)",
+                       (key, series["study_uid"], series["series_uid"], row["job_id"], len(files),
+                        sum(f["size"] for f in files), now))
+        return [f["path"] for f in files]
+
+    def purges(self, key: str | None = None) -> list[dict]:
+        query, args = "SELECT * FROM purges", ()
+        if key is not None:
+            query, args = query + " WHERE series_key=?", (key,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY purged", args).fetchall()
+        return [dict(r) for r in rows]
 
 
 class _Transaction:

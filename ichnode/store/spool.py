@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 _TMP_SUFFIX = ".partial"
@@ -22,6 +23,25 @@ def _safe(uid: str) -> str:
 class Spool:
     def __init__(self, root: Path):
         self.root = Path(root)
+        # Striped per-series locks: the C-STORE handler holds one around write + record, the
+        # retention purge around delete, so a purge never removes an instance being acknowledged.
+        self._locks = tuple(threading.Lock() for _ in range(64))
+
+    def lock_for(self, study_uid: str, series_uid: str) -> threading.Lock:
+        key = f"{study_uid}/{series_uid}".encode("utf-8", "replace")
+        return self._locks[int.from_bytes(hashlib.blake2b(key, digest_size=2).digest(), "big") % 64]
+
+    @staticmethod
+    def same_content(path: Path, chunks) -> bool:
+        """Whether path exists and holds exactly the bytes of chunks (a re-sent instance)."""
+        try:
+            with open(path, "rb") as fh:
+                for chunk in chunks:
+                    if fh.read(len(chunk)) != chunk:
+                        return False
+                return fh.read(1) == b""
+        except FileNotFoundError:
+            return False
 
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         return self.root / _safe(study_uid) / _safe(series_uid) / f"{_safe(sop_uid)}.dcm"
