@@ -44,8 +44,8 @@ def _setup_argparser() -> argparse.ArgumentParser:
     synth.add_argument("--location", default="lobar", choices=["deep", "lobar", "infratentorial"])
     synth.add_argument("--seed", type=int, default=0)
 
-    demo = sub.add_parser("demo", help="start a node and a destination, send synthetic series, "
-                                       "print what came back")
+    demo = with_config(sub.add_parser("demo", help="start a node and a destination, send synthetic "
+                                                   "series, print what came back"))
     demo.add_argument("--workdir", type=Path, default=Path("var/demo"))
     demo.add_argument("--subtypes", default="iph,sdh,edh,ivh,sah,none")
 
@@ -131,7 +131,8 @@ def cmd_synth(args, config) -> int:
 def cmd_demo(args, config) -> int:
     from ichnode.demo import run_demo
 
-    return run_demo(args.workdir, [s.strip() for s in args.subtypes.split(",") if s.strip()])
+    return run_demo(args.workdir, [s.strip() for s in args.subtypes.split(",") if s.strip()],
+                    config_path=args.config)
 
 
 def cmd_status(args, config) -> int:

@@ -37,13 +37,14 @@ def start_destination(folder: Path, ae_title: str = "DEMOPACS"):
     return ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
 
 
-def run_demo(workdir: Path, subtypes: list[str], timeout_s: float = 600) -> int:
+def run_demo(workdir: Path, subtypes: list[str], timeout_s: float = 600,
+             config_path: Path | None = None) -> int:
     for part in ("node", "series", "received"):
         shutil.rmtree(workdir / part, ignore_errors=True)
     received = workdir / "received"
     destination = start_destination(received)
     dest_port = destination.server_address[1]
-    config = load_config(None, overrides={
+    config = load_config(config_path, overrides={
         "data_dir": str(workdir / "node"), "node.port": 0,
         "destinations": [{"name": "demo-pacs", "ae_title": "DEMOPACS", "host": "127.0.0.1",
                           "port": dest_port}]})

@@ -2,11 +2,12 @@
 another study) through `ichnode process`."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pydicom
 import pytest
 
-from ichnode.results.read import sr_texts, sr_value
+from ichnode.results.read import sr_measurements, sr_texts, sr_value
 
 from tests.helpers import SHARED_DATA, dciodvfy_errors
 
@@ -59,3 +60,23 @@ def test_no_patient_identifier_in_output(processed):
     main = pydicom.dcmread(CQ500 / "CT000001.dcm", stop_before_pixels=True)
     assert str(main.PatientName) not in result.stdout + result.stderr
     assert str(main.PatientID) not in result.stdout + result.stderr
+
+
+def test_models_outputs_reach_the_objects(tmp_path):
+    """With every seed model enabled (config/models.yaml) their outputs are in the SR."""
+    if not CQ500.is_dir():
+        pytest.skip(f"real data absent: {CQ500} (see ../shared/data/README.md)")
+    config = Path(__file__).resolve().parents[1] / "config" / "models.yaml"
+    result = subprocess.run([sys.executable, "-m", "ichnode.cli", "process", "-c", str(config),
+                             str(CQ500), "-o", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    main = pydicom.dcmread(CQ500 / "CT000001.dcm", stop_before_pixels=True)
+    files = sorted((tmp_path / str(main.SeriesInstanceUID)).iterdir())
+    for f in files:
+        assert dciodvfy_errors(f) == [], f.name
+    sr = pydicom.dcmread(next(f for f in files if f.name.startswith("SR_")))
+    probability = sr_value(sr, "All hemorrhage", "Probability")
+    assert probability is not None and 0.0 <= probability <= 1.0
+    assert sr_value(sr, "All hemorrhage", "Volume", "model regression") is not None
+    assert any(m.group.startswith("IPH") and m.name == "Probability"
+               for m in sr_measurements(sr))
