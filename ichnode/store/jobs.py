@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ichnode.errors import IllegalTransition
+from ichnode.store.db import open_shared
 
 
 class JobState(str, enum.Enum):
@@ -103,15 +104,7 @@ class JobRow:
 
 class JobStore:
     def __init__(self, path: Path):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+        self._db, self._lock = open_shared(path, _SCHEMA, synchronous="FULL")
 
     def close(self) -> None:
         with self._lock:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from pathlib import Path
+
+from ichnode.store.db import open_shared
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS worklist (
@@ -51,14 +52,7 @@ WHERE j.state != 'superseded'
 
 class WorklistStore:
     def __init__(self, path: Path):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+        self._db, self._lock = open_shared(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:
