@@ -129,7 +129,12 @@ def cmd_synth(args, config) -> int:
 
 
 def cmd_demo(args, config) -> int:
+    import logging
+
     from ichnode.demo import run_demo
+    from ichnode.log import setup_logging
+
+    setup_logging(config.log_format, level=logging.WARNING)  # keep the demo's table readable
 
     return run_demo(args.workdir, [s.strip() for s in args.subtypes.split(",") if s.strip()],
                     config_path=args.config)

@@ -85,19 +85,23 @@ def print_demo_table(truths: dict, received: Path) -> None:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         by_study.setdefault(str(ds.StudyInstanceUID), []).append(ds)
     table = Table(title="ichnode demo - AI triage, not for diagnostic use")
-    for column in ("subtype", "true mL", "segmented mL", "ABC/2 mL", "error %", "files received"):
+    for column in ("subtype", "true mL", "segmented mL", "ABC/2 mL", "error %", "P(any)",
+                   "model mL", "files received"):
         table.add_column(column)
     for study_uid, truth in truths.items():
         objects = by_study.get(study_uid, [])
         srs = [ds for ds in objects if ds.Modality == "SR"]
         segmented = sr_value(srs[0], "All hemorrhage", "Volume", "segmentation") if srs else None
         abc = sr_value(srs[0], "Largest lesion", "Volume", "ABC/2") if srs else None
+        # Present when networks run (e.g. -c config/models.yaml): detection probability, regression.
+        p_any = sr_value(srs[0], "All hemorrhage", "Probability") if srs else None
+        model_ml = sr_value(srs[0], "All hemorrhage", "Volume", "regression") if srs else None
         error = (f"{100 * (segmented - truth['volume_ml']) / truth['volume_ml']:+.1f}"
                  if segmented is not None and truth["volume_ml"] > 0 else "")
         kinds = ", ".join(f"{m} x{sum(1 for d in objects if d.Modality == m)}"
                           for m in sorted({d.Modality for d in objects}))
         table.add_row(truth["subtype"], f"{truth['volume_ml']:.1f}", _num(segmented), _num(abc),
-                      error, kinds)
+                      error, "" if p_any is None else f"{p_any:.2f}", _num(model_ml), kinds)
     Console(width=140).print(table)
     print(json.dumps({"received_dir": str(received)}))
 
