@@ -95,7 +95,10 @@ class Node:
         hours = self.config.retention.purge_after_hours
         if hours is None:
             return []
-        return purge_expired(self.store, self.spool, hours, now=now, audit=self.audit)
+        purged = purge_expired(self.store, self.spool, hours, now=now, audit=self.audit)
+        for record in purged:
+            self.triage.worklist.forget_patient(record["series_uid"])
+        return purged
 
     def _on_stored(self, series: SeriesRow) -> None:
         self.triage.on_stored(series)

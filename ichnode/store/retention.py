@@ -33,11 +33,9 @@ def purge_expired(store: JobStore, spool: Spool, purge_after_hours: float,
                 continue  # a late instance reopened it meanwhile
             removed = 0
             for path in map(Path, paths):
-                try:
-                    path.unlink()
+                if path.exists():  # an operator may have removed files by hand
+                    path.unlink(missing_ok=True)
                     removed += 1
-                except FileNotFoundError:
-                    pass
             folder = spool.path_for(series.study_uid, series.series_uid, "0").parent
             try:
                 folder.rmdir()  # only when empty; the study folder is left (other series use it)

@@ -54,6 +54,15 @@ class WorklistStore:
     def __init__(self, path: Path):
         self._db, self._lock = open_shared(path, _SCHEMA)
 
+    def forget_patient(self, series_uid: str) -> int:
+        """Retention reached this series: drop the patient's name and ID from its rows (the study
+        was delivered long ago; the PACS holds the identity). Returns the rows changed."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE worklist SET patient_name=NULL, patient_id=NULL WHERE series_uid=?",
+                (series_uid,))
+        return cur.rowcount
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -121,6 +121,9 @@ def test_retention_purges_done_series_only(tmp_path, processes, series):
         assert node.store.instance_paths(job.series_key) == []
         assert node.store.job(job.id).state is JobState.DONE  # the job and its results stay
         assert all(Path(p).exists() for p in node.store.job(job.id).results)
+        # The worklist keeps the row but no longer the patient's name and ID.
+        row = node.triage.worklist.get(job.id)
+        assert row is not None and row["patient_name"] is None and row["patient_id"] is None
 
         # Asking for the purged job again says why it cannot be analysed.
         node.store.requeue(job.id)
