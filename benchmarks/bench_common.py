@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ if str(REPO) not in sys.path:
 import yaml  # noqa: E402
 
 from ichnode.synth import SynthSpec, write_series  # noqa: E402
+from ichnode.loopback import free_port, port_open, wait_until  # noqa: E402,F401
 from tests.orthanc_peer import Orthanc, orthanc_binary  # noqa: E402,F401
 
 WORK = REPO / "var" / "bench"
@@ -40,30 +40,6 @@ def series(name: str, spec: SynthSpec) -> tuple[list[Path], dict]:
         marker.write_text(wanted)
     truth = json.loads((folder / "truth.json").read_text())
     return sorted(folder.glob("CT*.dcm")), truth
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Proc:
@@ -92,7 +68,7 @@ class Proc:
 
 
 def wait_port(proc: Proc, port: int, what: str, timeout: float = 60) -> None:
-    wait_until(lambda: port_open(port) or not proc.alive(), timeout, what)
+    wait_until(lambda: port_open(port) or not proc.alive(), timeout, what=what)
     if not proc.alive():
         raise RuntimeError(f"{what} exited:\n{proc.log()[-3000:]}")
 

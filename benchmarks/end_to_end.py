@@ -81,9 +81,9 @@ def run_once(name: str, run: int) -> dict:
              "port": orthanc.dicom_port}])
         receive_s = storescu(files, node_port, "ICHNODE")
         seen_at = wait_until(lambda: sr_seen(orthanc, truth["study_uid"]), 1800,
-                             "the SR in Orthanc", interval=0.02)
+                             what="the SR in Orthanc", interval=0.02)
         job = wait_until(lambda: (j := job_row(workdir / "var" / "ichnode.sqlite"))
-                         and j["state"] in ("done", "failed") and j, 120, "the job to finish")
+                         and j["state"] in ("done", "failed") and j, 120, what="the job to finish")
         peak = peak_rss_mb(node.proc.pid)
     finally:
         if node is not None:

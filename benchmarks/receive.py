@@ -183,7 +183,7 @@ def measure(name: str, files: list[Path], run: int, associations: int = 1) -> fl
     try:
         elapsed = storescu(files, port, called, associations=associations)
         stored = wait_until(lambda: count() >= len(files) and count(), 30,
-                            f"{name} to hold every instance")
+                            what=f"{name} to hold every instance")
         if stored != len(files):
             raise RuntimeError(f"{name}: {stored} instances stored, {len(files)} sent")
     finally:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ichnode.config import Destination, load_config
 from ichnode.dicom.sender import describe, send
+from ichnode.loopback import wait_until
 from ichnode.node import Node
 from ichnode.results.read import sr_value
 from ichnode.store.jobs import JobState
@@ -62,14 +63,14 @@ def run_demo(workdir: Path, subtypes: list[str], timeout_s: float = 600,
                  Destination("node", config.node.ae_title, "127.0.0.1", node.port),
                  calling_aet="DEMOSCU", timeout_s=60, on_sent=lambda uid: None)
             print(f"sent {subtype}: {len(files)} slices in {time.perf_counter() - start:.2f} s")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def finished():
             jobs = node.store.jobs()
-            if len(jobs) >= len(subtypes) and all(j.state in FINISHED for j in jobs):
-                break
-            time.sleep(0.2)  # polling the job store, not waiting for a server to start
-        else:
-            print("demo: timed out waiting for results")
+            return len(jobs) >= len(subtypes) and all(j.state in FINISHED for j in jobs) and jobs
+
+        try:
+            jobs = wait_until(finished, timeout_s, interval=0.2, what="the demo's results")
+        except TimeoutError as exc:
+            print(f"demo: {exc}")
             return 1
     finally:
         node.stop()

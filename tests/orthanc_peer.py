@@ -17,6 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ichnode.loopback import port_open
+
 REPO = Path(__file__).resolve().parents[1]
 ROUTING_LUA = REPO / "deploy" / "orthanc" / "route-to-ichnode.lua"
 
@@ -109,7 +111,7 @@ class Orthanc:
                 system = self.get("/system")
             except (OSError, urllib.error.URLError):
                 system = None
-            if system and system.get("DicomAet") == self.aet and _port_open(self.dicom_port):
+            if system and system.get("DicomAet") == self.aet and port_open(self.dicom_port):
                 return self
             time.sleep(0.05)
         self.stop()
@@ -174,9 +176,3 @@ class Orthanc:
         return body
 
 
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
