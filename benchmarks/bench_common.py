@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:
 import yaml  # noqa: E402
 
 from ichnode.synth import SynthSpec, write_series  # noqa: E402
-from ichnode.loopback import free_port, port_open, wait_until  # noqa: E402,F401
+from ichnode.loopback import LoggedProcess, free_port, port_open, wait_until  # noqa: E402,F401
 from tests.orthanc_peer import Orthanc, orthanc_binary  # noqa: E402,F401
 
 WORK = REPO / "var" / "bench"
@@ -42,29 +42,7 @@ def series(name: str, spec: SynthSpec) -> tuple[list[Path], dict]:
     return sorted(folder.glob("CT*.dcm")), truth
 
 
-class Proc:
-    """A background process with its output in a log file; stop() terminates and waits."""
-
-    def __init__(self, args: list[str], log_path: Path, cwd: Path | None = None):
-        self.log_path = Path(log_path)
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+Proc = LoggedProcess
 
 
 def wait_port(proc: Proc, port: int, what: str, timeout: float = 60) -> None:

@@ -4,7 +4,6 @@ Import them as `from tests.helpers import ...`; fixtures live in tests/conftest.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ichnode.loopback import free_port, port_open, wait_until  # noqa: F401 - re-exported
+from ichnode.loopback import LoggedProcess, free_port, port_open, wait_until  # noqa: F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -36,27 +35,7 @@ def write_config(path: Path, data_dir: Path, port: int, destinations: list[dict]
     return path
 
 
-class Process:
-    """A background process whose output goes to a log file kept with the test's tmp_path."""
-
-    def __init__(self, args: list[str], log_path: Path, env: dict | None = None):
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+Process = LoggedProcess
 
 
 def start_storescp(start, folder: Path, port: int, aet: str = "DEST") -> Process:
