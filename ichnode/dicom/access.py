@@ -3,19 +3,20 @@
 - The address allow-list (node.allowed_addresses, CIDRs) is checked when the TCP connection is
   accepted, before a single byte of the peer is read: a refused peer gets its connection closed and
   the node logs `connection_refused` with the address and the reason.
-- TLS (tls.cert + tls.key, tls.ca for mutual TLS): pynetdicom's own server does the TLS handshake
-  in its accept loop, so one peer that connects and stays silent would stop every other peer from
-  connecting. Here the handshake runs in the connection's own thread with tls.handshake_timeout_s.
+- TLS (tls.cert + tls.key, tls.ca for mutual TLS): the handshake runs in the connection's own
+  thread with tls.handshake_timeout_s, never in the accept loop, so one peer that connects and
+  stays silent cannot stop every other peer from connecting.
 - The calling AE allow-list (node.allowed_calling_aets) and the association limit
-  (node.max_associations) are pynetdicom's; they reject with A-ASSOCIATE-RJ.
+  (node.max_associations) are checked on the A-ASSOCIATE-RQ (acceptor.py); they reject with
+  A-ASSOCIATE-RJ.
 """
 from __future__ import annotations
 
 import ipaddress
+import socket
+import socketserver
 import ssl
 from typing import Callable
-
-from pynetdicom.transport import ThreadedAssociationServer
 
 from ichnode.config import Config
 from ichnode.log import get_logger
@@ -55,13 +56,29 @@ def server_tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
-class NodeServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server with the address check and the TLS handshake moved out of the
-    accept loop. on_refused(address, reason) is called for each refused connection."""
+class NodeServer(socketserver.ThreadingTCPServer):
+    """The node's DICOM listener: one thread per connection. The address check happens at accept,
+    the TLS handshake in the connection's thread (with its own timeout, so a silent peer holds up
+    nobody), then an Acceptor serves the association. on_refused(address, reason) is called for
+    each refused connection."""
 
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
     address_filter: AddressFilter = AddressFilter(())
     handshake_timeout_s: float = 10.0
     on_refused: Callable[[str, str], None] = staticmethod(lambda address, reason: None)
+
+    def __init__(self, address: tuple[str, int], serve: Callable[[socket.socket, str, bool], None],
+                 ssl_context: ssl.SSLContext | None = None):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.serve, self.ssl_context = serve, ssl_context
+        super().__init__(address, None)
+
+    def shutdown(self) -> None:
+        """Stop accepting and close the listening socket (associations in progress run out)."""
+        super().shutdown()
+        self.server_close()
 
     def get_request(self):
         client_socket, address = self.socket.accept()
@@ -72,7 +89,7 @@ class NodeServer(ThreadedAssociationServer):
         return client_socket, address
 
     def verify_request(self, request, client_address) -> bool:
-        address = client_address[0] if isinstance(client_address, tuple) else str(client_address)
+        address = _host(client_address)
         if self.address_filter.allowed(address):
             return True
         log.warning("connection_refused", reason="source address not in node.allowed_addresses",
@@ -81,19 +98,23 @@ class NodeServer(ThreadedAssociationServer):
         return False
 
     def process_request_thread(self, request, client_address) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            address = client_address[0] if isinstance(client_address, tuple) else str(client_address)
-            try:
-                request.settimeout(self.handshake_timeout_s)
-                request.do_handshake()
-            except OSError as exc:
-                reason = f"TLS handshake failed: {type(exc).__name__}: {exc}"[:300]
-                log.warning("connection_refused", reason=reason, address=address)
-                self.on_refused(address, reason)
-                self.shutdown_request(request)
-                return
-        # Accepted sockets would block forever: pynetdicom's idle timer cannot fire while its
-        # reader waits inside recv() for a PDU that a peer announced and never sends. With the
-        # network timeout on the socket, a stalled or silent peer is dropped after that long.
-        request.settimeout(self.ae.network_timeout)
-        super().process_request_thread(request, client_address)
+        address = _host(client_address)
+        try:
+            if isinstance(request, ssl.SSLSocket):
+                try:
+                    request.settimeout(self.handshake_timeout_s)
+                    request.do_handshake()
+                except OSError as exc:
+                    reason = f"TLS handshake failed: {type(exc).__name__}: {exc}"[:300]
+                    log.warning("connection_refused", reason=reason, address=address)
+                    self.on_refused(address, reason)
+                    return
+            self.serve(request, address, isinstance(request, ssl.SSLSocket))
+        except Exception:  # noqa: BLE001 - one connection's failure must not reach the server loop
+            log.exception("connection_failed", address=address)
+        finally:
+            self.shutdown_request(request)
+
+
+def _host(client_address) -> str:
+    return client_address[0] if isinstance(client_address, tuple) else str(client_address)
