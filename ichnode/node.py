@@ -21,6 +21,7 @@ from ichnode.log import get_logger
 from ichnode.pipeline import Pipeline
 from ichnode.store.disk import DiskGuard
 from ichnode.store.jobs import JobState, JobStore, SeriesRow
+from ichnode.store.rerecord import rerecord_spool
 from ichnode.store.retention import purge_expired
 from ichnode.store.spool import Spool
 from ichnode.triage.service import Triage
@@ -59,6 +60,7 @@ class Node:
     def start(self, port: int | None = None) -> "Node":
         removed = self.spool.remove_partials()
         removed += Spool(self.config.results_dir).remove_partials()  # results written at a crash
+        rerecorded = rerecord_spool(self.spool, self.store)
         resumed = self.store.recover()
         self.scheduler.start()
         self.scheduler.add_job(self.sweep, "interval", id=SWEEP_JOB,
@@ -73,8 +75,8 @@ class Node:
         self._server = start_scp(self.config, handler, port)
         self.triage.start()
         self.audit.record("node_started", ae_title=self.config.node.ae_title, port=self.port,
-                          partial_files_removed=removed, jobs_resumed=len(resumed),
-                          tls=self.config.tls.cert is not None)
+                          partial_files_removed=removed, instances_rerecorded=rerecorded,
+                          jobs_resumed=len(resumed), tls=self.config.tls.cert is not None)
         log.info("node_started", ae_title=self.config.node.ae_title, port=self.port,
                  partial_files_removed=removed, jobs_resumed=len(resumed),
                  models=[f"{i.name} {i.version}" for i in self.engine.infos])

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from io import BytesIO
 
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID
 from pynetdicom.dsutils import decode
 
@@ -80,6 +81,20 @@ def inspect_instance(stream: bytes, transfer_syntax: str, context_sop_class: str
     if pixel_problem:
         return Refused(StoreStatus.CANNOT_UNDERSTAND, pixel_problem)
     return Instance(ids[0], ids[1], ids[2], sop_class, modality, description, expected)
+
+
+def inspect_file(path) -> Instance | Refused:
+    """The same verdict for an instance the node spooled (file meta as filemeta.py writes it)."""
+    try:
+        meta = read_file_meta_info(path)
+        with open(path, "rb") as fh:
+            # Preamble and prefix (132 bytes), the group length element (12), then the group.
+            fh.seek(132 + 12 + int(meta.FileMetaInformationGroupLength))
+            stream = fh.read()
+        syntax, sop_class = str(meta.TransferSyntaxUID), str(meta.MediaStorageSOPClassUID)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is a verdict, not a crash
+        return Refused(StoreStatus.CANNOT_UNDERSTAND, f"unreadable file meta ({type(exc).__name__})")
+    return inspect_instance(stream, syntax, sop_class, max_bytes=len(stream))
 
 
 def _pixel_problem(ds, ts: UID) -> str | None:

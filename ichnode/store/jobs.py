@@ -1,7 +1,10 @@
 """SQLite job store: instances, series and jobs. The only place where job state changes.
 
-One connection shared by the node's threads behind a lock; WAL with synchronous=FULL so that a
-recorded instance survives a crash before the C-STORE success status goes out.
+One connection shared by the node's threads behind a lock, in WAL mode. Job and send state commit
+with synchronous=FULL (flushed before the node acts on them). Instance records commit without a
+flush (synchronous=NORMAL): the durable proof that an instance arrived is its spool file, flushed
+before the C-STORE success status; a record lost to a power cut is re-read from that file when the
+node starts (`Node.start` -> `rerecord_spool`). A process crash loses nothing either way (WAL).
 """
 from __future__ import annotations
 
@@ -110,8 +113,8 @@ class JobStore:
         with self._lock:
             self._db.close()
 
-    def _tx(self):
-        return _Transaction(self._db, self._lock)
+    def _tx(self, flush: bool = True):
+        return _Transaction(self._db, self._lock, flush)
 
     # --- instances and series -------------------------------------------------------------
     def record_instance(
@@ -122,7 +125,7 @@ class JobStore:
         """Record a durable instance; a late instance reopens a completed series."""
         now = time.time() if now is None else now
         key = series_key(study_uid, series_uid)
-        with self._tx() as db:
+        with self._tx(flush=False) as db:  # the spool file is the durable record (module doc)
             row = db.execute("SELECT open FROM series WHERE key=?", (key,)).fetchone()
             if row is None:
                 db.execute(
@@ -146,6 +149,10 @@ class JobStore:
         with self._lock:
             row = self._db.execute("SELECT path FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone()
         return row["path"] if row else None
+
+    def all_instance_paths(self) -> set[str]:
+        with self._lock:
+            return {r["path"] for r in self._db.execute("SELECT path FROM instances")}
 
     def instance_paths(self, key: str) -> list[str]:
         with self._lock:
@@ -305,17 +312,33 @@ class JobStore:
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
-        self._db, self._lock = db, lock
+    """BEGIN IMMEDIATE ... COMMIT under the lock; flush=False commits this one transaction with
+    synchronous=NORMAL (the pragma cannot change inside a transaction, so it is set around it)."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, flush: bool = True):
+        self._db, self._lock, self._flush = db, lock, flush
 
     def __enter__(self) -> sqlite3.Connection:
         self._lock.acquire()
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if not self._flush:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._restore()
+            raise
         return self._db
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        try:
+            if not self._flush:
+                self._db.execute("PRAGMA synchronous=FULL")
         finally:
             self._lock.release()
 

@@ -48,11 +48,15 @@ class Spool:
 
     def write(self, path: Path, chunks) -> int:
         """Write bytes (an iterable of bytes-like chunks) durably to path; return the size."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.{id(chunks)}{_TMP_SUFFIX}")
         size = 0
         try:
-            with open(tmp, "wb") as fh:
+            fh = open(tmp, "wb")
+        except FileNotFoundError:  # the series' first instance (not checked per call: it costs)
+            _make_dirs(path.parent)
+            fh = open(tmp, "wb")
+        try:
+            with fh:
                 for chunk in chunks:
                     fh.write(chunk)
                     size += len(chunk)
@@ -65,6 +69,10 @@ class Spool:
         _fsync_dir(path.parent)
         return size
 
+    def instance_files(self):
+        """Every spooled instance (study/series/instance.dcm, as path_for names them)."""
+        return self.root.glob("*/*/*.dcm") if self.root.exists() else iter(())
+
     def remove_partials(self) -> int:
         """Delete leftovers of writes interrupted by a crash; return how many."""
         count = 0
@@ -73,6 +81,18 @@ class Spool:
                 leftover.unlink(missing_ok=True)
                 count += 1
         return count
+
+
+def _make_dirs(directory: Path) -> None:
+    """mkdir -p, with each new directory's entry flushed in its parent (else a power cut could
+    lose the series directory, and the flushed files in it with it)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        _fsync_dir(new.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
