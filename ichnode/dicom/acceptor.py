@@ -163,7 +163,15 @@ class Acceptor:
                         address=self.session.address)
             self.services.association_event("rejected", self.session, reason=why)
             return False
-        self._accept(request)
+        try:
+            self._accept(request)
+        except Exception as exc:  # noqa: BLE001 - a request pynetdicom's negotiation chokes on
+            self.slots.give_back()
+            if not isinstance(exc, OSError):
+                log.warning("association_refused", reason=f"cannot negotiate: {exc}"[:200],
+                            address=self.session.address)
+                self._send_quietly(ul.abort(ul.ABORT_BY_PROVIDER, ul.REASON_INVALID_PARAMETER))
+            return False
         self.services.association_event("accepted", self.session)
         return True
 
