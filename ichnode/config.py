@@ -159,6 +159,8 @@ class WebConfig:
     tls_cert: Path | None = None  # both set: HTTPS
     tls_key: Path | None = None
     refresh_s: float = 5.0  # how often an open worklist page polls for changes
+    login_max_failures: int = 5  # failed logins from one address within login_window_s: then 429
+    login_window_s: float = 900.0
     metrics: bool = True  # /metrics (Prometheus, no patient data) without login
 
 
@@ -413,6 +415,10 @@ def _check_triage(config: Config, bad) -> None:
         raise bad("web.tls_cert", web.tls_cert, "tls_cert and tls_key go together")
     if web.refresh_s <= 0:
         raise bad("web.refresh_s", web.refresh_s, "must be positive")
+    if web.login_max_failures < 1:
+        raise bad("web.login_max_failures", web.login_max_failures, "must be at least 1")
+    if web.login_window_s <= 0:
+        raise bad("web.login_window_s", web.login_window_s, "must be positive")
     user_names = [u.name for u in web.users]
     for i, user in enumerate(web.users):
         if not user.name or user_names.count(user.name) > 1:

@@ -1,7 +1,7 @@
 """The JSON API of the worklist: items as JSON, the OpenAPI document, and the shared auth check.
 
 Authentication: the page's signed session cookie, or HTTP Basic with a `web.users` account (for
-scripts). A POST authenticated by cookie must say it is not a plain form (JSON content type or an
+scripts), both under the failed-login throttle (throttle.py). A POST authenticated by cookie must say it is not a plain form (JSON content type or an
 X-Requested-With header): a cross-site form cannot, so the cookie cannot be abused (CSRF).
 """
 from __future__ import annotations
@@ -16,8 +16,12 @@ from starlette.responses import JSONResponse
 from starlette.schemas import SchemaGenerator
 
 from ichnode import __version__
+from ichnode.log import get_logger
 from ichnode.results.codes import NOTICE
 from ichnode.web.auth import verify_password
+from ichnode.web.throttle import LoginThrottle
+
+log = get_logger("ichnode.web")
 
 
 def iso(epoch: float | None) -> str | None:
@@ -61,9 +65,27 @@ def api_notification(n: dict) -> dict:
             "ack_code": n["ack_code"], "error": n["error"]}
 
 
+class Throttled(Exception):
+    """Too many failed logins from this address (throttle.py): answered with 429."""
+
+    def __init__(self, retry_after_s: float):
+        super().__init__(f"too many failed logins from this address; retry in {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 class Auth:
-    def __init__(self, users: dict[str, str]):
+    def __init__(self, users: dict[str, str], throttle: LoginThrottle | None = None):
         self.users = users
+        self.throttle = throttle or LoginThrottle()
+
+    def check_throttle(self, request: Request) -> None:
+        wait = self.throttle.retry_after(client_address(request))
+        if wait is not None:
+            raise Throttled(wait)
 
     def user(self, request: Request) -> tuple[str | None, str | None]:
         """(user name, "session" | "basic"), or (None, None)."""
@@ -76,8 +98,12 @@ class Auth:
                 name, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 return None, None
+            self.check_throttle(request)
             if name in self.users and verify_password(password, self.users[name]):
+                self.throttle.succeeded(client_address(request))
                 return name, "basic"
+            self.throttle.failed(client_address(request))
+            log.warning("login_failed", how="basic", address=client_address(request))
         return None, None
 
 

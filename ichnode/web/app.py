@@ -29,9 +29,10 @@ from ichnode.config import WebConfig
 from ichnode.log import get_logger
 from ichnode.results.codes import BANNER_TEXT
 from ichnode.triage.metrics import CONTENT_TYPE
-from ichnode.web.api import (Auth, api_item, api_notification, csrf_safe_post, error, iso,
-                             schema_generator, unauthorised)
+from ichnode.web.api import (Auth, Throttled, api_item, api_notification, client_address,
+                             csrf_safe_post, error, iso, schema_generator, unauthorised)
 from ichnode.web.auth import verify_password
+from ichnode.web.throttle import LoginThrottle
 
 log = get_logger("ichnode.web")
 HERE = Path(__file__).parent
@@ -97,7 +98,8 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path) -> Starle
     templates.env.filters.update(age=_age, local_time=_local_time, person=_person)
     templates.env.globals.update(banner=BANNER_TEXT, ichnode_version=__version__,
                                  refresh_s=config.refresh_s)
-    auth = Auth({u.name: u.password_hash for u in config.users})
+    auth = Auth({u.name: u.password_hash for u in config.users},
+                LoginThrottle(config.login_max_failures, config.login_window_s))
     schema = schema_generator()
 
     def csrf_token(request: Request) -> str:
@@ -124,14 +126,17 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path) -> Starle
         next_url = _safe_next(str(form.get("next", "/")))
         if not secrets.compare_digest(str(form.get("csrf", "")), csrf_token(request)):
             return page(request, "login.html", next=next_url, failed=True)
+        auth.check_throttle(request)
         # Hash even for an unknown user, so the answer time does not tell which names exist.
         ok = await run_in_threadpool(verify_password, password, auth.users.get(name, _DUMMY_HASH))
         ok = ok and name in auth.users
         if not ok:
-            log.warning("login_failed")
+            auth.throttle.failed(client_address(request))
+            log.warning("login_failed", how="form", address=client_address(request))
             response = page(request, "login.html", next=next_url, failed=True)
             response.status_code = 401
             return response
+        auth.throttle.succeeded(client_address(request))
         request.session.clear()
         request.session.update(user=name, csrf=secrets.token_urlsafe(24), since=time.time())
         log.info("login", user=name)
@@ -287,4 +292,15 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path) -> Starle
                    session_cookie="ichnode_session", max_age=config.session_max_age_s,
                    same_site="strict", https_only=config.tls_cert is not None),
     ]
-    return Starlette(routes=routes, middleware=middleware)
+    def throttled(request: Request, exc: Throttled) -> Response:
+        log.warning("login_throttled", address=client_address(request))
+        headers = {"Retry-After": str(int(exc.retry_after_s) + 1)}
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": str(exc)}, status_code=429, headers=headers)
+        response = page(request, "login.html", next="/", failed=False,
+                        throttled_min=int(exc.retry_after_s // 60) + 1)
+        response.status_code, response.headers["Retry-After"] = 429, headers["Retry-After"]
+        return response
+
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={Throttled: throttled})

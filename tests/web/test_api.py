@@ -14,18 +14,13 @@ import urllib.request
 import jsonschema
 import pytest
 
-from ichnode.config import WebConfig, WebUser
+from ichnode.config import WebConfig
 from ichnode.triage.metrics import Metrics
 from ichnode.web.app import build_app
 from ichnode.web.auth import hash_password, verify_password
 from ichnode.web.server import WebServer
 
-PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture(scope="module")
-def users():
-    return (WebUser("ann", hash_password(PASSWORD)),)
+from tests.web.conftest import PASSWORD
 
 
 def start(stores, tmp_path, users, **web):
