@@ -161,6 +161,8 @@ class WebConfig:
     refresh_s: float = 5.0  # how often an open worklist page polls for changes
     login_max_failures: int = 5  # failed logins from one address within login_window_s: then 429
     login_window_s: float = 900.0
+    closed_after_days: float | None = 7.0  # acknowledged/dismissed rows older than this leave the
+    # worklist (open rows never do); None: keep all
     metrics: bool = True  # /metrics (Prometheus, no patient data) without login
 
 
@@ -419,6 +421,8 @@ def _check_triage(config: Config, bad) -> None:
         raise bad("web.login_max_failures", web.login_max_failures, "must be at least 1")
     if web.login_window_s <= 0:
         raise bad("web.login_window_s", web.login_window_s, "must be positive")
+    if web.closed_after_days is not None and web.closed_after_days <= 0:
+        raise bad("web.closed_after_days", web.closed_after_days, "must be positive, or null")
     user_names = [u.name for u in web.users]
     for i, user in enumerate(web.users):
         if not user.name or user_names.count(user.name) > 1:

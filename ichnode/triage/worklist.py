@@ -99,11 +99,19 @@ class WorklistStore:
                 " WHERE w.job_id=?", (job_id,)).fetchone()
         return _row(row) if row else None
 
-    def items(self, include_dismissed: bool = False) -> list[dict]:
-        """Current rows, by priority then arrival (oldest first: waiting longest)."""
-        query = _CURRENT + ("" if include_dismissed else " AND w.dismissed_at IS NULL")
+    def items(self, include_dismissed: bool = False, closed_days: float | None = None,
+              now: float | None = None) -> list[dict]:
+        """Current rows, by priority then arrival (oldest first: waiting longest). With closed_days,
+        rows acknowledged or dismissed that arrived longer ago are left out; an open row is shown
+        however old it is (a flag nobody has seen must not scroll away)."""
+        query, args = _CURRENT + ("" if include_dismissed else " AND w.dismissed_at IS NULL"), []
+        if closed_days is not None:
+            query += (" AND ((w.acknowledged_at IS NULL AND w.dismissed_at IS NULL)"
+                      " OR w.arrived >= ?)")
+            args.append((time.time() if now is None else now) - closed_days * 86400)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY w.priority_rank, w.arrived, w.job_id").fetchall()
+            rows = self._db.execute(query + " ORDER BY w.priority_rank, w.arrived, w.job_id",
+                                    args).fetchall()
         return [_row(r) for r in rows]
 
     def by_job(self) -> dict[int, dict]:

@@ -115,6 +115,9 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path) -> Starle
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
 
+    def current(include_dismissed: bool) -> list[dict]:
+        return worklist.items(include_dismissed, closed_days=config.closed_after_days)
+
     # --- pages ----------------------------------------------------------------------------
     def login_form(request: Request) -> Response:
         return page(request, "login.html", next=_safe_next(request.query_params.get("next")),
@@ -150,14 +153,14 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path) -> Starle
         if auth.user(request)[1] != "session":
             return login_redirect(request)
         show_all = request.query_params.get("all") == "1"
-        return page(request, "worklist.html", items=worklist.items(include_dismissed=show_all),
+        return page(request, "worklist.html", items=current(show_all),
                     show_all=show_all, version=worklist.version())
 
     def worklist_rows(request: Request) -> Response:
         if auth.user(request)[1] != "session":
             return Response("login required", status_code=401)
         show_all = request.query_params.get("all") == "1"
-        return page(request, "_rows.html", items=worklist.items(include_dismissed=show_all),
+        return page(request, "_rows.html", items=current(show_all),
                     show_all=show_all)
 
     def study_page(request: Request) -> Response:
@@ -197,7 +200,8 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path) -> Starle
     # --- API ------------------------------------------------------------------------------
     def api_worklist(request: Request) -> Response:
         """
-        summary: The worklist, by priority (critical, high, not analysed, routine) then arrival.
+        summary: The worklist, by priority (critical, high, not analysed, routine) then arrival;
+          acknowledged or dismissed rows older than web.closed_after_days are left out.
         parameters:
           - {name: include_dismissed, in: query, required: false, schema: {type: string, enum: ["0", "1"]}}
         responses:
@@ -207,7 +211,7 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path) -> Starle
         if auth.user(request)[0] is None:
             return unauthorised()
         now = time.time()
-        items = worklist.items(include_dismissed=request.query_params.get("include_dismissed") == "1")
+        items = current(request.query_params.get("include_dismissed") == "1")
         return JSONResponse({"version": worklist.version(), "generated": iso(now),
                              "count": len(items), "items": [api_item(r, now) for r in items],
                              "notice": BANNER_TEXT})

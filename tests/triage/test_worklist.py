@@ -72,3 +72,15 @@ def test_ichnode_status_shows_priority_and_acknowledgement(stores, tmp_path, cap
     print_status(config)
     table = capsys.readouterr().out
     assert "priority" in table and "critical" in table and "dr.house" in table
+
+
+def test_old_closed_rows_leave_the_worklist_but_open_ones_never_do(stores):
+    now, day = 100 * 86400.0, 86400.0
+    old_open = stores.job(arrived=now - 30 * day)
+    old_seen = stores.job(arrived=now - 30 * day)
+    recent_seen = stores.job(arrived=now - 2 * day)
+    stores.worklist.mark(old_seen, "acknowledge", "ann", now=now - 29 * day)
+    stores.worklist.mark(recent_seen, "acknowledge", "ann", now=now - day)
+    listed = [r["job_id"] for r in stores.worklist.items(closed_days=7, now=now)]
+    assert sorted(listed) == sorted([old_open, recent_seen])
+    assert len(stores.worklist.items(now=now)) == 3  # no limit: everything

@@ -7,6 +7,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -66,8 +67,10 @@ def test_password_hashes_are_salted_and_verified():
 
 
 def test_login_worklist_api_and_openapi(stores, tmp_path, users):
-    routine = stores.job(priority="routine", priority_rank=3, patient_name="ROE^RICHARD", arrived=10.0)
-    critical = stores.job(arrived=20.0)
+    now = time.time()
+    routine = stores.job(priority="routine", priority_rank=3, patient_name="ROE^RICHARD",
+                         arrived=now - 20)
+    critical = stores.job(arrived=now - 10)
     thumb = tmp_path / "results" / str(critical) / "triage" / "thumbnail.png"
     thumb.parent.mkdir(parents=True)
     thumb.write_bytes(b"\x89PNG\r\n\x1a\nfake")
