@@ -106,15 +106,17 @@ class JobRow:
 
 
 class JobStore:
+    SYNCHRONOUS = "FULL"  # job and send state; instance records commit with NORMAL (module doc)
+
     def __init__(self, path: Path):
-        self._db, self._lock = open_shared(path, _SCHEMA, synchronous="FULL")
+        self._db, self._lock = open_shared(path, _SCHEMA, synchronous=self.SYNCHRONOUS)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def _tx(self, flush: bool = True):
-        return _Transaction(self._db, self._lock, flush)
+        return _Transaction(self._db, self._lock, None if flush else "NORMAL", self.SYNCHRONOUS)
 
     # --- instances and series -------------------------------------------------------------
     def record_instance(
@@ -312,17 +314,18 @@ class JobStore:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT under the lock; flush=False commits this one transaction with
-    synchronous=NORMAL (the pragma cannot change inside a transaction, so it is set around it)."""
+    """BEGIN IMMEDIATE ... COMMIT under the lock, optionally at another synchronous level (the
+    pragma cannot change inside a transaction, so it is set before and restored after)."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, flush: bool = True):
-        self._db, self._lock, self._flush = db, lock, flush
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, level: str | None,
+                 usual: str):
+        self._db, self._lock, self._level, self._usual = db, lock, level, usual
 
     def __enter__(self) -> sqlite3.Connection:
         self._lock.acquire()
         try:
-            if not self._flush:
-                self._db.execute("PRAGMA synchronous=NORMAL")
+            if self._level:
+                self._db.execute(f"PRAGMA synchronous={self._level}")
             self._db.execute("BEGIN IMMEDIATE")
         except BaseException:
             self._restore()
@@ -337,8 +340,8 @@ class _Transaction:
 
     def _restore(self) -> None:
         try:
-            if not self._flush:
-                self._db.execute("PRAGMA synchronous=FULL")
+            if self._level:
+                self._db.execute(f"PRAGMA synchronous={self._usual}")
         finally:
             self._lock.release()
 
