@@ -55,7 +55,7 @@ class StoreHandler:
     _pressure: bool = field(default=False, repr=False)
 
     def c_store(self, session: Session, context: Context, command: dimse.Command,
-              fragments: list[memoryview] | None, size: int) -> tuple[int, str | None]:
+                fragments: list[memoryview] | None, size: int) -> tuple[int, str | None]:
         """The C-STORE: (status, error comment for the sender)."""
         calling = session.calling_aet
         if fragments is None:
