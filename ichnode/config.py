@@ -75,7 +75,11 @@ class ClassicalConfig:
     bone_rim_mm: float = 2.0  # partial-volume rim along bone: only grows existing collections
     edge_ring_mm: float = 1.5  # how far a lesion's edge may move to its local half-way threshold
     edge_min_hu: float = 40.0  # never below this (grey matter of the phantom and most scans stays under it)
-    edge_steps: int = 1
+    edge_steps: int = 3  # rings of edge_ring_mm the edge may move, also to the slices above and below
+    pv_reach_mm: float = 3.0  # partial-volume shell around a lesion whose blood fractions count (0: off)
+    pv_core_mm: float = 1.5  # a lesion's blood density is read this far inside its edge
+    pv_background_mm: float = 3.0  # scale of the local background the fractions are read against
+    pv_min_contrast_hu: float = 10.0  # blood must stand this far above its background to count
     opening_radius_mm: float = 0.0  # > 0 removes hyperdense structures thinner than 2x this
     min_lesion_ml: float = 0.2
     smoothing_sigma_mm: float = 0.7  # at least this much smoothing...

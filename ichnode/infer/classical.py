@@ -4,11 +4,17 @@ Steps, all on HU:
 1. The intracranial cavity, slice by slice: close the skull's small openings, fill the inside,
    keep its major 3D soft-tissue components (the brain; orbits, neck and scalp fall away).
    This runs at about 1 mm in-plane resolution because it only has to be right to a millimetre.
-2. Hyperdense voxels (fresh blood, 50-90 HU after light smoothing) inside the cavity.
-3. A small in-plane opening removes structures thinner than about 2 mm: the partial-volume rim
-   along the inner table of the skull, the falx, small vessels. Collections thicker than that
-   (SDH, EDH, IPH, IVH) keep their shape.
-4. Components smaller than a minimum volume are dropped.
+2. Hyperdense voxels (fresh blood, 50-90 HU after noise-adapted smoothing) inside the cavity and
+   away from the partial-volume rim along bone (optionally opened in-plane).
+3. Components smaller than a minimum volume are dropped.
+4. Collections grow into the bone rim (voxels mixing blood and bone), then each lesion's edge
+   moves, over a few rings and to the slices above and below, to half-way between its density
+   and its surroundings'.
+5. Each lesion's mask is resized to its blood content (partial volume): around it, every voxel's
+   blood fraction is read against the lesion's core density and the local background; the mask
+   becomes the N voxels of highest fraction, N the sum of the fractions. Thin collections (SAH,
+   a thick slice's first and last slice) whose voxels are only partly blood are counted for the
+   blood they hold, and the label mask stays binary: its voxel count is the reported volume.
 It cannot tell subtypes apart, so its single class is "ICH".
 """
 from __future__ import annotations
@@ -21,6 +27,9 @@ from ichnode.config import ClassicalConfig
 from ichnode.domain import Findings, ModelInfo, Volume
 
 WORKING_PIXEL_MM = 1.0  # in-plane resolution used for the cavity mask
+CORE_MIN_VOXELS = 20  # fewer core voxels than this do not give a stable median
+_CROSS = ndimage.generate_binary_structure(2, 1)[None]
+_SQUARE = np.ones((1, 3, 3), bool)
 
 
 def _disk(radius_px: float) -> np.ndarray:
@@ -113,32 +122,131 @@ def _drop_small(mask: np.ndarray, min_voxels: float) -> np.ndarray:
 
 
 def _grow_to_local_midpoint(lesions: np.ndarray, hu: np.ndarray, allowed: np.ndarray,
-                            ring_px: float, floor_hu: float) -> np.ndarray:
+                            ring_px: float, floor_hu: float, steps: int) -> np.ndarray:
     """Move each lesion's edge to half-way between its own density and its surroundings'.
 
     A fixed 50 HU threshold cuts the edge of a clot at the wrong place when the neighbours are CSF
     (IVH, SAH) rather than brain: the edge voxel that is half blood, half CSF reads ~35 HU. The
     half-way threshold per lesion counts a voxel when it is at least half blood; it never goes
-    below floor_hu, above which grey matter does not reach.
+    below floor_hu, above which grey matter does not reach. The edge moves up to `steps` rings,
+    also to the slices above and below (thick slices dilute a collection's first and last slice).
     """
     labels, _ = ndimage.label(lesions, structure=np.ones((3, 3, 3), bool))
     out = lesions.copy()
-    pad = int(np.ceil(2 * ring_px))
-    ring_structure = _disk(ring_px)[None, :, :]
+    pad = int(np.ceil((steps + 1) * ring_px))
+    disk = _disk(ring_px)[None, :, :]
+    grow = np.zeros((3,) + disk.shape[1:], bool)
+    grow[1] = disk[0]
+    grow[(0, 2), disk.shape[1] // 2, disk.shape[2] // 2] = True
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         box = tuple(slice(max(0, b.start - p), b.stop + p)
-                    for b, p in zip(box, (0, pad, pad)))
+                    for b, p in zip(box, (steps, pad, pad)))
         lesion = labels[box] == index
-        inner = ndimage.binary_dilation(lesion, structure=ring_structure)
+        inner = ndimage.binary_dilation(lesion, structure=disk)
         # The edge voxels themselves are partly blood: the background is read one ring further.
-        outer = ndimage.binary_dilation(inner, structure=ring_structure) & ~inner & allowed[box]
+        outer = ndimage.binary_dilation(inner, structure=disk) & ~inner & allowed[box]
         outer &= ~lesions[box]
-        candidates = inner & ~lesion & allowed[box]
-        if not outer.any() or not candidates.any():
+        if not outer.any():
             continue
         local = hu[box]
         threshold = max(floor_hu, 0.5 * (np.median(local[lesion]) + np.median(local[outer])))
-        out[box] |= candidates & (local >= threshold)
+        candidates = allowed[box] & (local >= threshold)
+        grown = ndimage.binary_dilation(lesion, structure=grow, iterations=steps, mask=candidates | lesion)
+        out[box] |= grown
+    return out
+
+
+def _grow_mm(mask: np.ndarray, reach_mm: float, spacing_mm) -> np.ndarray:
+    """Dilation by a ball of reach_mm, built as a stack of in-plane octagons (each from iterated
+    cross and square steps): on thin slices the ball itself spans thousands of voxels, and one
+    dilation by it cost more than the rest of the engine."""
+    dz, dy = spacing_mm[0], spacing_mm[1]
+    out = np.zeros_like(mask)
+    for k in range(int(reach_mm // dz) + 1):
+        steps = int(round(np.sqrt(reach_mm ** 2 - (k * dz) ** 2) / dy))
+        layer = mask
+        for structure, n in ((_CROSS, (steps + 1) // 2), (_SQUARE, steps // 2)):
+            if n:
+                layer = ndimage.binary_dilation(layer, structure=structure, iterations=n)
+        out |= layer
+        if k:
+            out[k:] |= layer[:-k]
+            out[:-k] |= layer[k:]
+    return out
+
+
+def _local_background(hu: np.ndarray, tissue: np.ndarray, sigma_vox) -> np.ndarray:
+    """Mean HU of the tissue around each voxel (normalised convolution over `tissue`)."""
+    weight = tissue.astype(np.float32)
+    num = ndimage.gaussian_filter(hu.astype(np.float32) * weight, sigma_vox)
+    den = ndimage.gaussian_filter(weight, sigma_vox)
+    # Deep inside a large lesion no tissue is near: the tissue's overall median stands in.
+    fallback = float(np.median(hu[tissue])) if tissue.any() else np.nan
+    return np.divide(num, den, out=np.full_like(num, fallback), where=den > 1e-3)
+
+
+def _blood_fraction(hu: np.ndarray, blood_hu: float, background: np.ndarray,
+                    min_contrast_hu: float) -> np.ndarray:
+    """How much of each voxel is blood, from a linear mix of blood and local background."""
+    contrast = np.maximum(blood_hu - background, min_contrast_hu)
+    fraction = np.clip((hu - background) / contrast, 0.0, 1.0)
+    return np.nan_to_num(fraction, nan=0.0)
+
+
+def _lesion_density(hu: np.ndarray, lesion: np.ndarray, core_px: float) -> float:
+    """Blood HU of a lesion: the median of its core, away from edges that partial volume dilutes
+    (a lesion too thin for a core: a high percentile of the whole, for the same reason)."""
+    core = _per_slice(ndimage.binary_erosion, lesion, core_px)
+    if core.sum() >= CORE_MIN_VOXELS:
+        return float(np.median(hu[core]))
+    return float(np.percentile(hu[lesion], 90))
+
+
+def _widen(box, shape, margin_mm: float, spacing_mm) -> tuple[slice, ...]:
+    return tuple(slice(max(0, b.start - p), min(n, b.stop + p))
+                 for b, n, p in zip(box, shape, (int(np.ceil(margin_mm / d)) + 1 for d in spacing_mm)))
+
+
+def _match_blood_content(lesions: np.ndarray, hu: np.ndarray, allowed: np.ndarray,
+                         rim: np.ndarray, spacing_mm, cfg: ClassicalConfig) -> np.ndarray:
+    """Resize each lesion's mask to its blood content, so its voxel count is its volume.
+
+    Partial volume spreads a thin collection (sulcal SAH, a thick slice's first and last slice of
+    a cast or crescent) over voxels that are only partly blood and read below any fixed
+    threshold. Around each lesion, the blood fraction of a voxel is read against its lesion's
+    blood density (median of its core) and the local background (tissue beyond the reach). The
+    fractions summed over the lesion and a shell around it give its blood content in voxels, N
+    (smoothing moves HU around but keeps their sum); the mask becomes the N voxels of highest
+    fraction. Voxels in the bone rim keep their membership: bone makes their fraction
+    meaningless, and the rim growth already decided them.
+    """
+    labels, _ = ndimage.label(lesions, structure=np.ones((3, 3, 3), bool))
+    sigma = [cfg.pv_background_mm / d for d in spacing_mm]
+    core_px = cfg.pv_core_mm / spacing_mm[1]
+    out = lesions.copy()
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        box = _widen(box, lesions.shape, cfg.pv_reach_mm + 3 * cfg.pv_background_mm, spacing_mm)
+        lesion = labels[box] == index
+        near = _grow_mm(lesion, cfg.pv_reach_mm, spacing_mm)
+        free = allowed[box] & (labels[box] == 0)
+        measurable = lesion & ~rim[box]
+        if not measurable.any():
+            continue
+        local = hu[box]
+        blood_hu = _lesion_density(local, measurable, core_px)
+        background = _local_background(local, free & ~near, sigma)
+        fraction = _blood_fraction(local, blood_hu, background, cfg.pv_min_contrast_hu)
+        fraction[lesion & rim[box]] = 1.0
+        region = lesion | (near & free & ~rim[box])
+        n_voxels = int(round(float(fraction[region].sum())))
+        # Highest fraction first; the current mask wins ties, so a full lesion stays as it is.
+        score = fraction[region] + 1e-3 * lesion[region]
+        keep = np.zeros(score.shape, bool)
+        keep[np.argsort(-score, kind="stable")[:n_voxels]] = True
+        resized = np.zeros_like(lesion)
+        resized[region] = keep
+        out[box] &= ~lesion
+        out[box] |= resized
     return out
 
 
@@ -165,9 +273,11 @@ class ClassicalEngine:
         # above the blood band but belong to the collection (its volume counts them).
         rim_blood = rim & (hu >= cfg.blood_hu_low) & (volume.hu <= cfg.bone_hu)
         lesions |= _per_slice(ndimage.binary_dilation, lesions, cfg.bone_rim_mm / dy) & (blood | rim_blood)
-        for _ in range(cfg.edge_steps):
-            lesions = _grow_to_local_midpoint(lesions, hu, cavity & (volume.hu <= cfg.bone_hu),
-                                              cfg.edge_ring_mm / dy, cfg.edge_min_hu)
+        lesions = _grow_to_local_midpoint(lesions, hu, cavity & (volume.hu <= cfg.bone_hu),
+                                          cfg.edge_ring_mm / dy, cfg.edge_min_hu, cfg.edge_steps)
+        if cfg.pv_reach_mm > 0:  # 0 turns the partial-volume sizing off
+            lesions = _match_blood_content(lesions, hu, cavity & (volume.hu <= cfg.bone_hu),
+                                           rim, volume.spacing_mm, cfg)
 
         heatmap = None
         if lesions.any():
