@@ -26,11 +26,12 @@ def rerecord_spool(spool: Spool, store: JobStore) -> int:
         if isinstance(verdict, Refused):
             log.warning("spool_file_unreadable", path=str(path), reason=verdict.reason)
             continue
+        stat = path.stat()
         store.record_instance(
             study_uid=verdict.study_uid, series_uid=verdict.series_uid, sop_uid=verdict.sop_uid,
-            path=str(path), size=path.stat().st_size, calling_aet=None, modality=verdict.modality,
+            path=str(path), size=stat.st_size, calling_aet=None, modality=verdict.modality,
             description=verdict.description, expected_count=verdict.expected_count,
-            now=path.stat().st_mtime)
+            now=stat.st_mtime)
         count += 1
     if count:
         log.warning("instances_rerecorded", count=count,
