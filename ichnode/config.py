@@ -167,6 +167,7 @@ class WebConfig:
     login_window_s: float = 900.0
     closed_after_days: float | None = 7.0  # acknowledged/dismissed rows older than this leave the
     # worklist (open rows never do); None: keep all
+    stow_max_mb: float = 2048.0  # largest STOW-RS request body (POST /dicomweb/studies)
     metrics: bool = True  # /metrics (Prometheus, no patient data) without login
 
 
@@ -425,6 +426,8 @@ def _check_triage(config: Config, bad) -> None:
         raise bad("web.login_max_failures", web.login_max_failures, "must be at least 1")
     if web.login_window_s <= 0:
         raise bad("web.login_window_s", web.login_window_s, "must be positive")
+    if web.stow_max_mb <= 0:
+        raise bad("web.stow_max_mb", web.stow_max_mb, "must be positive")
     if web.closed_after_days is not None and web.closed_after_days <= 0:
         raise bad("web.closed_after_days", web.closed_after_days, "must be positive, or null")
     user_names = [u.name for u in web.users]

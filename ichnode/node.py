@@ -73,7 +73,7 @@ class Node:
                                disk_guard=self.disk_guard, audit=self.audit)
         self.store_handler = handler
         self._server = start_scp(self.config, handler, port)
-        self.triage.start()
+        self.triage.start(handler)
         self.audit.record("node_started", ae_title=self.config.node.ae_title, port=self.port,
                           partial_files_removed=removed, instances_rerecorded=rerecorded,
                           jobs_resumed=len(resumed), tls=self.config.tls.cert is not None)

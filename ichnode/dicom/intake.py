@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset, read_file_meta_info
+from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from ichnode.dicom.status import StoreStatus
@@ -95,18 +95,28 @@ def inspect_instance(stream: bytes, transfer_syntax: str, context_sop_class: str
     return Instance(ids[0], ids[1], ids[2], sop_class, modality, description, expected)
 
 
-def inspect_file(path) -> Instance | Refused:
-    """The same verdict for an instance the node spooled (file meta as filemeta.py writes it)."""
+def split_part10(data: bytes) -> tuple[Dataset, bytes]:
+    """(file meta, dataset bytes as encoded) of a DICOM Part 10 file; ValueError if it is not one."""
+    fp = BytesIO(data)
     try:
-        meta = read_file_meta_info(path)
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises several kinds on damaged headers
+        raise ValueError(f"not a DICOM Part 10 file ({type(exc).__name__})") from None
+    if "TransferSyntaxUID" not in meta or "MediaStorageSOPClassUID" not in meta:
+        raise ValueError("file meta without Transfer Syntax UID or Media Storage SOP Class UID")
+    return meta, data[fp.tell():]
+
+
+def inspect_file(path) -> Instance | Refused:
+    """The same verdict for an instance the node spooled."""
+    try:
         with open(path, "rb") as fh:
-            # Preamble and prefix (132 bytes), the group length element (12), then the group.
-            fh.seek(132 + 12 + int(meta.FileMetaInformationGroupLength))
-            stream = fh.read()
-        syntax, sop_class = str(meta.TransferSyntaxUID), str(meta.MediaStorageSOPClassUID)
-    except Exception as exc:  # noqa: BLE001 - a damaged file is a verdict, not a crash
-        return Refused(StoreStatus.CANNOT_UNDERSTAND, f"unreadable file meta ({type(exc).__name__})")
-    return inspect_instance(stream, syntax, sop_class, max_bytes=len(stream))
+            meta, stream = split_part10(fh.read())
+    except (OSError, ValueError) as exc:
+        return Refused(StoreStatus.CANNOT_UNDERSTAND, f"unreadable file: {exc}")
+    return inspect_instance(stream, str(meta.TransferSyntaxUID), str(meta.MediaStorageSOPClassUID),
+                            max_bytes=len(stream))
 
 
 def _read_header(stream: bytes, ts: UID) -> tuple[Dataset, int | None]:

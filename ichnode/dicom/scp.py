@@ -57,14 +57,18 @@ class StoreHandler:
     def c_store(self, session: Session, context: Context, command: dimse.Command,
                 fragments: list[memoryview] | None, size: int) -> tuple[int, str | None]:
         """The C-STORE: (status, error comment for the sender)."""
-        calling = session.calling_aet
         if fragments is None:
             return self._refuse(session, StoreStatus.OUT_OF_RESOURCES,
                                 f"dataset of {size / MB:.1f} MB exceeds node.max_instance_mb "
                                 f"({self.max_bytes / MB:g} MB)")
-        stream = b"".join(fragments)
-        verdict = inspect_instance(stream, context.transfer_syntax, context.abstract_syntax,
-                                   self.max_bytes)
+        return self.store_dataset(session, b"".join(fragments), context.transfer_syntax,
+                                  context.abstract_syntax)
+
+    def store_dataset(self, session: Session, stream: bytes, transfer_syntax: str,
+                      sop_class: str) -> tuple[int, str | None]:
+        """One received dataset (without file meta), by C-STORE or STOW-RS: (status, reason)."""
+        calling = session.calling_aet
+        verdict = inspect_instance(stream, transfer_syntax, sop_class, self.max_bytes)
         if isinstance(verdict, Refused):
             return self._refuse(session, verdict.status, verdict.reason)
         refusal = self.disk_guard.refusal(len(stream)) if self.disk_guard is not None else None
@@ -72,7 +76,7 @@ class StoreHandler:
         if refusal:
             return self._refuse(session, StoreStatus.OUT_OF_RESOURCES, refusal, verdict.sop_uid)
         # Encoded directly (filemeta.py): through pydicom it cost ~1 ms per instance.
-        meta = file_meta_bytes(verdict.sop_class, verdict.sop_uid, context.transfer_syntax)
+        meta = file_meta_bytes(verdict.sop_class, verdict.sop_uid, transfer_syntax)
         chunks = [meta, stream]
         path = self.spool.path_for(verdict.study_uid, verdict.series_uid, verdict.sop_uid)
         try:

@@ -37,13 +37,15 @@ class Triage:
     def web_port(self) -> int | None:
         return self.web.port if self.web is not None else None
 
-    def start(self) -> "Triage":
+    def start(self, store_handler=None) -> "Triage":
+        """store_handler: the node's C-STORE handler, which STOW-RS input goes through too."""
         self.notifier.start()
         if self.config.web.enabled:
             from ichnode.web.app import build_app
             from ichnode.web.server import WebServer
 
-            app = build_app(self.config.web, self.worklist, self.metrics, self.config.results_dir)
+            app = build_app(self.config.web, self.worklist, self.metrics, self.config.results_dir,
+                            store_handler)
             self.web = WebServer(app, self.config.web).start()
             log.info("web_started", host=self.config.web.host, port=self.web.port,
                      tls=self.config.web.tls_cert is not None)

@@ -1,4 +1,5 @@
-"""The worklist web app: login, worklist, study page, JSON API, OpenAPI document, /metrics.
+"""The worklist web app: login, worklist, study page, JSON API, OpenAPI document, /metrics, and
+STOW-RS input (stow.py).
 
 Pages are Jinja2 templates rendered on the server; the worklist page polls the JSON API and swaps
 in the rows fragment when the worklist's version changes (no reload). Patient identifiers appear
@@ -32,6 +33,7 @@ from ichnode.triage.metrics import CONTENT_TYPE
 from ichnode.web.api import (Auth, Throttled, api_item, api_notification, client_address,
                              csrf_safe_post, error, iso, schema_generator, unauthorised)
 from ichnode.web.auth import verify_password
+from ichnode.web.stow import stow_endpoint
 from ichnode.web.throttle import LoginThrottle
 
 log = get_logger("ichnode.web")
@@ -93,7 +95,9 @@ class SecurityHeaders:
         await self.app(scope, receive, wrapped)
 
 
-def build_app(config: WebConfig, worklist, metrics, results_dir: Path) -> Starlette:
+def build_app(config: WebConfig, worklist, metrics, results_dir: Path,
+              store_handler=None) -> Starlette:
+    """The web app; with store_handler (the node's scp.StoreHandler) it also takes STOW-RS input."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters.update(age=_age, local_time=_local_time, person=_person)
     templates.env.globals.update(banner=BANNER_TEXT, ichnode_version=__version__,
@@ -290,6 +294,10 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path) -> Starle
         Route("/healthz", healthz, include_in_schema=False),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
+    if store_handler is not None:
+        routes.append(Route("/dicomweb/studies", methods=["POST"], include_in_schema=False,
+                            endpoint=stow_endpoint(store_handler, auth,
+                                                   int(config.stow_max_mb * 2 ** 20))))
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(SessionMiddleware, secret_key=config.session_secret or secrets.token_urlsafe(32),
