@@ -30,15 +30,19 @@ _SUPPORTED = {str(uid) for uid in STORAGE_CLASSES}
 DICOM_JSON = "application/dicom+json"
 
 
+class UnsupportedMediaType(ValueError):
+    """The request is not multipart/related of application/dicom (answered with 415)."""
+
+
 def dicom_parts(body: bytes, content_type: str) -> list[bytes]:
     """The payloads of a multipart/related body whose type is application/dicom."""
     header = Message()
     header["content-type"] = content_type
     boundary = header.get_param("boundary")
     if header.get_content_type() != "multipart/related" or not boundary:
-        raise ValueError("Content-Type must be multipart/related with a boundary")
+        raise UnsupportedMediaType("Content-Type must be multipart/related with a boundary")
     if str(header.get_param("type") or "application/dicom").lower() != "application/dicom":
-        raise ValueError('only type="application/dicom" parts are accepted')
+        raise UnsupportedMediaType('only type="application/dicom" parts are accepted')
     chunks = body.split(b"--" + str(boundary).encode("ascii"))
     parts = []
     for chunk in chunks[1:]:
@@ -104,16 +108,19 @@ def stow_endpoint(handler: StoreHandler, auth: Auth, max_bytes: int):
         user, _ = auth.user(request)
         if user is None:
             return unauthorised()
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            return error(413, f"body over web.stow_max_mb ({max_bytes / 2**20:g} MB)")
+        too_large = error(413, f"body over web.stow_max_mb ({max_bytes / 2**20:g} MB)")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            return too_large
         body = await request.body()
-        if len(body) > max_bytes:
-            return error(413, f"body over web.stow_max_mb ({max_bytes / 2**20:g} MB)")
+        if len(body) > max_bytes:  # a chunked body declares no length
+            return too_large
         try:
             parts = dicom_parts(body, request.headers.get("content-type", ""))
+        except UnsupportedMediaType as exc:
+            return error(415, str(exc))
         except ValueError as exc:
-            return error(415 if "Content-Type" in str(exc) or "type=" in str(exc) else 400, str(exc))
+            return error(400, str(exc))
         session = Session(address=client_address(request), tls=request.url.scheme == "https",
                           calling_aet="STOW-RS")
         outcomes = await run_in_threadpool(store_parts, handler, session, parts)
