@@ -106,11 +106,17 @@ def _smooth_soft_tissue(hu: np.ndarray, sigma_vox, bone_hu: float) -> np.ndarray
     weighting by a soft-tissue mask keeps every smoothed value a mean of soft tissue only.
     """
     weight = ((hu > -100) & (hu < bone_hu)).astype(np.float32)
-    num = ndimage.gaussian_filter(hu * weight, sigma_vox)
-    den = ndimage.gaussian_filter(weight, sigma_vox)
-    out = np.divide(num, den, out=np.full_like(num, -1000.0), where=den > 1e-3)
+    out = _normalised_gaussian(hu, weight, sigma_vox, fill=-1000.0)
     out[weight == 0] = hu[weight == 0]
     return out
+
+
+def _normalised_gaussian(hu: np.ndarray, weight: np.ndarray, sigma_vox, fill: float) -> np.ndarray:
+    """Gaussian mean of hu over the voxels where weight is 1 (normalised convolution); `fill`
+    where none is near."""
+    num = ndimage.gaussian_filter(hu.astype(np.float32, copy=False) * weight, sigma_vox)
+    den = ndimage.gaussian_filter(weight, sigma_vox)
+    return np.divide(num, den, out=np.full_like(num, fill), where=den > 1e-3)
 
 
 def _drop_small(mask: np.ndarray, min_voxels: float) -> np.ndarray:
@@ -177,12 +183,9 @@ def _grow_mm(mask: np.ndarray, reach_mm: float, spacing_mm) -> np.ndarray:
 
 def _local_background(hu: np.ndarray, tissue: np.ndarray, sigma_vox) -> np.ndarray:
     """Mean HU of the tissue around each voxel (normalised convolution over `tissue`)."""
-    weight = tissue.astype(np.float32)
-    num = ndimage.gaussian_filter(hu.astype(np.float32) * weight, sigma_vox)
-    den = ndimage.gaussian_filter(weight, sigma_vox)
     # Deep inside a large lesion no tissue is near: the tissue's overall median stands in.
     fallback = float(np.median(hu[tissue])) if tissue.any() else np.nan
-    return np.divide(num, den, out=np.full_like(num, fallback), where=den > 1e-3)
+    return _normalised_gaussian(hu, tissue.astype(np.float32), sigma_vox, fill=fallback)
 
 
 def _blood_fraction(hu: np.ndarray, blood_hu: float, background: np.ndarray,
