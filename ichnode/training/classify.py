@@ -333,6 +333,20 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def write_sidecar(weights: Path, fields: dict) -> None:
+    """The weights' .json: fields, then the weights' sha256 (which the model card quotes)."""
+    record = {**fields, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    weights.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def run_fields(history: list[dict], recipe, *, epochs: int, seed: int, n_train: int,
+               n_phantoms: int, command: str | None) -> dict:
+    """The sidecar's account of a training run on synthetic phantoms (segment.py, regress3d.py)."""
+    return {"epochs": epochs, "train_seed": seed, "n_train": n_train, "n_phantoms": n_phantoms,
+            "recipe": asdict(recipe), "history": _jsonable(history), "command": command,
+            "train_seconds": round(sum(h["seconds"] for h in history), 1)}
+
+
 # ---------------------------------------------------------------------------------- entry point
 def weights_name(spec: ModelSpec) -> str:
     return f"{spec.name}.pt"
@@ -387,9 +401,8 @@ def train_classifier(
                                         "dtvit": "softmax(ich_logits)[:, 1]",
                                         "vgg_wso": "sigmoid(logits[:, 0])"}[spec.name],
         "epochs": epochs, "train_seed": seed, "n_train": len(data),
-        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
     }
-    weights.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    write_sidecar(weights, sidecar)
     if isinstance(cv_metrics, (str, Path)):
         cv_metrics = json.loads(Path(cv_metrics).read_text())
     write_card(weights, spec, config=result.config, small=small, image_size=image_size, epochs=epochs,

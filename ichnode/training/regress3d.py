@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import random
 import shlex
 import sys
@@ -36,7 +35,8 @@ from torch import nn
 from ichnode.models.registry import get
 from ichnode.models.resnet3d_multitask import cbrt_mm_to_ml, ml_to_cbrt_mm
 from ichnode.training.classify import (CHECKPOINT, Log, _jsonable, _print, _rng_state, _save_atomic,
-                                       _set_rng_state, default_device, save_weights)
+                                       _set_rng_state, default_device, run_fields, save_weights,
+                                       write_sidecar)
 from ichnode.training.synthetic import VolumeSet, build_volume_set, sample_specs
 
 
@@ -243,12 +243,10 @@ def train_volume_regressor(
         "prognosis_trained": False,
         "data": f"{n_phantoms} synthetic phantoms (ichnode.training.synthetic.sample_specs(n, seed={seed + 100})), "
                 f"volumes {float(train.volume_ml.min()):.1f}-{float(train.volume_ml.max()):.1f} mL",
-        "epochs": epochs, "train_seed": seed, "n_train": len(train), "n_phantoms": n_phantoms,
-        "recipe": asdict(recipe), "history": _jsonable(result.history), "command": command,
-        "train_seconds": round(sum(h["seconds"] for h in result.history), 1),
-        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        **run_fields(result.history, recipe, epochs=epochs, seed=seed, n_train=len(train),
+                     n_phantoms=n_phantoms, command=command),
     }
-    weights.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    write_sidecar(weights, sidecar)
     write_synthetic_card(weights, report=report)
     return weights
 

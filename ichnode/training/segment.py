@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import random
 import shlex
 import sys
@@ -39,7 +38,8 @@ from torch import nn
 
 from ichnode.models.registry import get
 from ichnode.training.classify import (CHECKPOINT, Log, _jsonable, _print, _rng_state, _save_atomic,
-                                       _set_rng_state, default_device, save_weights)
+                                       _set_rng_state, default_device, run_fields, save_weights,
+                                       write_sidecar)
 from ichnode.training.synthetic import SEG_CLASSES, SliceSet, build_slice_set, sample_specs
 
 
@@ -236,12 +236,10 @@ def train_segmenter(
         "output": "seg_logits (B, C, S, S); sigmoid per class; label = argmax class where its p >= 0.5",
         "data": f"{n_phantoms} synthetic phantoms (ichnode.training.synthetic.sample_specs(n, seed={seed})), "
                 f"subtypes {subtypes}; {len(train)} slices",
-        "epochs": epochs, "train_seed": seed, "n_train": len(train), "n_phantoms": n_phantoms,
-        "recipe": asdict(recipe), "history": _jsonable(result.history), "command": command,
-        "train_seconds": round(sum(h["seconds"] for h in result.history), 1),
-        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        **run_fields(result.history, recipe, epochs=epochs, seed=seed, n_train=len(train),
+                     n_phantoms=n_phantoms, command=command),
     }
-    weights.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    write_sidecar(weights, sidecar)
     write_synthetic_card(weights, report=report)
     return weights
 
