@@ -3,11 +3,14 @@
     .venv/bin/python benchmarks/receive.py [--runs 3] [--only ichnode,bare] [--associations 1]
 
 Receivers, each started fresh (empty storage) for every run, all on loopback:
-- ichnode        `ichnode serve`: durable receive (file fsync + rename + directory fsync, then
-                 the SQLite record) before each success status; completion is pushed out of the way
-                 (expected_count and quiet_seconds far off) so no analysis runs meanwhile;
-- ichnode-nosync the same with os.fsync a no-op and SQLite synchronous=OFF: NOT a configuration,
-                 a diagnosis that splits ichnode's time into durability and software;
+- ichnode        `ichnode serve` as shipped: durable receive (each instance flushed into a
+                 prepared spool slot, then the SQLite record) before each success status; the run
+                 starts once its slots are ready (the `spool_slots_ready` log line); completion is
+                 pushed out of the way (expected_count and quiet_seconds far off) so no analysis
+                 runs meanwhile;
+- ichnode-noslots the same without prepared slots: file fsync + rename + directory fsync;
+- ichnode-nosync the same with every fsync and fdatasync a no-op and SQLite synchronous=OFF: NOT a
+                 configuration, a diagnosis that splits ichnode's time into durability and software;
 - bare           a bare pynetdicom SCP (this file, --bare-scp) that writes event.encoded_dataset()
                  to a file without fsync: the floor of an SCP built on pynetdicom's acceptor;
 - storescp       DCMTK storescp writing files (no fsync);
@@ -33,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (MB, WORK, Orthanc, Proc, free_port, machine, orthanc_binary,  # noqa: E402
                           print_table, series, start_ichnode, storescu, wait_port, wait_until)
+from ichnode.store.spool import Spool  # noqa: E402
 from ichnode.synth import SynthSpec  # noqa: E402
 
+SLOTS = 512  # as config/ichnode.yaml ships
 SPEC = SynthSpec(subtype="iph", volume_ml=20.0, thickness_mm=0.5, matrix=512, seed=300)
 
 
@@ -65,17 +70,20 @@ def ichnode_without_sync(config_path: str) -> int:
     from ichnode import cli
     from ichnode.store import jobs
 
-    _os.fsync = lambda fd: None
+    _os.fsync = _os.fdatasync = lambda fd: None
     jobs.JobStore.SYNCHRONOUS = "OFF"
     return cli.main(["serve", "-c", config_path])
 
 
 # --- receivers: start fresh, return (called AE, port, count of stored instances, stop) ----------
-def run_ichnode(workdir: Path, durable: bool = True):
+def run_ichnode(workdir: Path, durable: bool = True, slots: bool = True):
     port = free_port()
     launcher = None if durable else [sys.executable, __file__, "--ichnode-without-sync"]
     proc = start_ichnode(workdir, port, [], launcher=launcher,
-                         assembly={"expected_count": 1_000_000, "quiet_seconds": 86_400})
+                         assembly={"expected_count": 1_000_000, "quiet_seconds": 86_400},
+                         spool={"prepared_slots": SLOTS if slots else 0})
+    if slots:
+        wait_until(lambda: "spool_slots_ready" in proc.log(), 120, what="ichnode's spool slots")
 
     def count():
         with sqlite3.connect(workdir / "var" / "ichnode.sqlite") as db:
@@ -112,7 +120,9 @@ def run_orthanc(workdir: Path):
 
 
 RECEIVERS = {
-    "ichnode": ("ichnode (durable)", run_ichnode),
+    "ichnode": ("ichnode (durable, prepared slots)", run_ichnode),
+    "ichnode-noslots": ("ichnode (durable, no prepared slots)",
+                        lambda workdir: run_ichnode(workdir, slots=False)),
     "ichnode-nosync": ("ichnode, fsync and SQLite sync off (diagnosis only)",
                        lambda workdir: run_ichnode(workdir, durable=False)),
     "bare": ("bare pynetdicom SCP (no fsync)", run_bare),
@@ -153,6 +163,15 @@ def flush_costs(size: int, count: int = 100) -> dict[str, float]:
             if dir_sync:
                 fsync_dir()
         costs[label] = (time.perf_counter() - start) / count * 1000
+    spool = Spool(folder / "spool")
+    spool.use_slots(count, (size * 5 // 4) & ~1)
+    wait_until(lambda: spool.slots.ready >= count, 120, what="prepared slots")
+    start = time.perf_counter()
+    for i in range(count):
+        spool.write(spool.path_for("1", "2", str(i)), [data])
+    costs["prepared slot: write + CRC + fdatasync + rename (spool.write with slots)"] = \
+        (time.perf_counter() - start) / count * 1000
+    spool.close()
     db = sqlite3.connect(folder / "wal.sqlite", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")

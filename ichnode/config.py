@@ -40,6 +40,15 @@ class NodeConfig:
 
 
 @dataclass(frozen=True)
+class SpoolConfig:
+    # Prepared slots (ichnode/store/slots.py): pre-written files an instance is flushed into
+    # without a journal commit, about 1.5 ms faster per instance. 0: off. Each takes slot_kb of
+    # disk while it waits; instances over slot_kb or under half of it are written the usual way.
+    prepared_slots: int = 0
+    slot_kb: int = 640  # a 512 x 512 16-bit CT image with its header fits
+
+
+@dataclass(frozen=True)
 class AssemblyConfig:
     # A series is complete when this many seconds pass without a new instance...
     quiet_seconds: float = 10.0
@@ -213,6 +222,7 @@ class RetentionConfig:
 class Config:
     data_dir: Path = Path("./var")
     node: NodeConfig = field(default_factory=NodeConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
     assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
     eligibility: EligibilityConfig = field(default_factory=EligibilityConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)

@@ -40,6 +40,7 @@ class Node:
         self.pipeline = Pipeline(config, self.store, self.engine)
         self.audit = Audit.for_data_dir(config.data_dir)
         self.pipeline.audit = self.audit
+        self.pipeline.before_read = self.spool.settle
         self.triage = Triage(config, self.store, self.engine.infos)  # worklist, notify, metrics
         self.pipeline.triage = self.triage
         self.disk_guard = DiskGuard(config.spool_dir, config.node.min_free_disk_mb,
@@ -60,6 +61,10 @@ class Node:
     def start(self, port: int | None = None) -> "Node":
         removed = self.spool.remove_partials()
         removed += Spool(self.config.results_dir).remove_partials()  # results written at a crash
+        spool, placed = self.config.spool, 0
+        if spool.prepared_slots:
+            placed = self.spool.use_slots(spool.prepared_slots, spool.slot_kb * 1024,
+                                 may_grow=lambda size: self.disk_guard.refusal(size) is None)
         rerecorded = rerecord_spool(self.spool, self.store)
         resumed = self.store.recover()
         self.scheduler.start()
@@ -75,7 +80,8 @@ class Node:
         self._server = start_scp(self.config, handler, port)
         self.triage.start(handler)
         self.audit.record("node_started", ae_title=self.config.node.ae_title, port=self.port,
-                          partial_files_removed=removed, instances_rerecorded=rerecorded,
+                          partial_files_removed=removed, slots_placed=placed,
+                          instances_rerecorded=rerecorded,
                           jobs_resumed=len(resumed), tls=self.config.tls.cert is not None)
         log.info("node_started", ae_title=self.config.node.ae_title, port=self.port,
                  partial_files_removed=removed, jobs_resumed=len(resumed),
@@ -86,6 +92,7 @@ class Node:
         if self._server is not None:
             self._server.shutdown()
         self.scheduler.shutdown(wait=True)
+        self.spool.close()
         self.triage.stop()
         self.store.close()
         self.audit.record("node_stopped")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Callable
 
 import pydicom
 
@@ -77,6 +78,7 @@ class Pipeline:
         self.config, self.store, self.engine = config, store, engine
         self.audit = Audit.disabled()  # the node sets its audit log here
         self.triage = None  # the node sets its triage hooks here (ichnode.triage.service.Triage)
+        self.before_read: Callable[[], None] = lambda: None  # the node's Spool.settle
 
     def _hook(self, event: str, job_id: int, *args) -> None:
         """Tell the triage side (worklist, notifications, metrics); it never breaks the job."""
@@ -93,6 +95,7 @@ class Pipeline:
         series = self.store.series(job.series_key)
         timings = {"completed_at": time.time(), "last_received_at": series.last_received}
         try:
+            self.before_read()
             paths = self.store.instance_paths(job.series_key)
             purges = self.store.purges(job.series_key)
             if not paths and purges:

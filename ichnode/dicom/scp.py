@@ -101,9 +101,8 @@ class StoreHandler:
                         calling_aet=calling, reason="same SOP Instance UID, different content: "
                                                     "the latest is kept")
             session.count("replaced")
-        session.count("stored")
-        log.debug("stored", series=verdict.series_uid, sop=digest(verdict.sop_uid), size=size,
-                  calling_aet=calling)
+        session.count("stored")  # logged per association (association_closed): a line per
+        # instance cost 0.1 ms of the C-STORE, even filtered out
         self.on_stored(series)
         return StoreStatus.SUCCESS, None
 

@@ -1,16 +1,25 @@
-"""On-disk spool of received instances: temp file + fsync + rename + directory fsync.
+"""On-disk spool of received instances, each flushed before it is acknowledged.
 
-A file is visible under its final name only once its bytes are durable, so a crash never leaves a
-partly written file that could be taken for an instance.
+Two ways to write one: into a prepared slot (slots.py: one data flush; the rename to its name
+follows off the C-STORE path), or, when none is ready, temp file + fsync + rename + directory
+fsync. Either way a file is visible under
+its final name only once its bytes are durable, so a crash never leaves a partly written file
+that could be taken for an instance.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import threading
 from pathlib import Path
 
+from ichnode.log import get_logger
+from ichnode.store import slots as slotting
+from ichnode.store.durable import fsync_dir
+
 _TMP_SUFFIX = ".partial"
+log = get_logger("ichnode.spool")
 
 
 def _safe(uid: str) -> str:
@@ -23,6 +32,8 @@ def _safe(uid: str) -> str:
 class Spool:
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.slots: slotting.SlotPool | None = None
+        self._unplaced: queue.Queue[tuple[Path, Path]] = queue.Queue()  # (filled slot, its name)
         # Striped per-series locks: the C-STORE handler holds one around write + record, the
         # retention purge around delete, so a purge never removes an instance being acknowledged.
         self._locks = tuple(threading.Lock() for _ in range(64))
@@ -31,9 +42,58 @@ class Spool:
         key = f"{study_uid}/{series_uid}".encode("utf-8", "replace")
         return self._locks[int.from_bytes(hashlib.blake2b(key, digest_size=2).digest(), "big") % 64]
 
-    @staticmethod
-    def same_content(path: Path, chunks) -> bool:
+    def use_slots(self, count: int, slot_bytes: int, may_grow=lambda size: True) -> int:
+        """Write instances into prepared slots from now on (see slots.py). Finishes what a power
+        cut interrupted first; returns how many flushed instances that placed."""
+        self.slots = slotting.SlotPool(self.root / ".slots", count, slot_bytes, may_grow)
+        placed = self.slots.recover(self._place_recovered)
+        for path in self.instance_files():
+            if path.stat().st_size >= slot_bytes // 2:  # only slot-written files can need a cut
+                slotting.trim(path, verify=True)
+        threading.Thread(target=self._place_loop, name="spool-place", daemon=True).start()
+        self.slots.start()
+        return placed
+
+    def close(self) -> None:
+        if self.slots is not None:
+            self.slots.stop()
+            self.settle()
+
+    def settle(self) -> None:
+        """Wait until every filled slot has its instance's name and bytes (before reading)."""
+        if self.slots is not None:
+            self._unplaced.join()
+
+    def _place_loop(self) -> None:
+        while True:
+            slot, path = self._unplaced.get()
+            try:
+                try:
+                    os.replace(slot, path)
+                except FileNotFoundError:  # the series' first instance
+                    _make_dirs(path.parent)
+                    os.replace(slot, path)
+                slotting.trim(path)
+            except OSError as exc:  # the instance is flushed in its slot: the next start places it
+                log.error("spool_place_failed", reason=str(exc))
+            finally:
+                self._unplaced.task_done()
+
+    def _place_recovered(self, slot: Path) -> bool:
+        from ichnode.dicom.intake import Refused, inspect_file  # the spool's only DICOM reading
+
+        verdict = inspect_file(slot)
+        if isinstance(verdict, Refused):
+            return False
+        path = self.path_for(verdict.study_uid, verdict.series_uid, verdict.sop_uid)
+        _make_dirs(path.parent)
+        os.replace(slot, path)
+        fsync_dir(path.parent)
+        return True
+
+    def same_content(self, path: Path, chunks) -> bool:
         """Whether path exists and holds exactly the bytes of chunks (a re-sent instance)."""
+        self.settle()
         try:
             with open(path, "rb") as fh:
                 for chunk in chunks:
@@ -47,7 +107,24 @@ class Spool:
         return self.root / _safe(study_uid) / _safe(series_uid) / f"{_safe(sop_uid)}.dcm"
 
     def write(self, path: Path, chunks) -> int:
-        """Write bytes (an iterable of bytes-like chunks) durably to path; return the size."""
+        """Write bytes (bytes-like chunks; a list when slots are in use) durably to path; return
+        the size."""
+        slot = None
+        if self.slots is not None:
+            size = sum(len(chunk) for chunk in chunks)
+            slot = self.slots.take(size)
+        if slot is None:
+            return self._write_new(path, chunks)
+        try:
+            self.slots.fill(slot, chunks, size)
+        except BaseException:
+            slot.unlink(missing_ok=True)
+            raise
+        self._unplaced.put((slot, path))
+        return size
+
+    def _write_new(self, path: Path, chunks) -> int:
+        self.settle()  # a slot still on its way to the same name must not land over this write
         tmp = path.with_name(path.name + f".{os.getpid()}.{id(chunks)}{_TMP_SUFFIX}")
         size = 0
         try:
@@ -66,7 +143,7 @@ class Spool:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return size
 
     def instance_files(self):
@@ -92,15 +169,7 @@ def _make_dirs(directory: Path) -> None:
         directory = directory.parent
     for new in reversed(missing):
         new.mkdir(exist_ok=True)
-        _fsync_dir(new.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(new.parent)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -5,6 +5,8 @@ analysis, and started again each time. After every kill (node dead) and at the e
 - every instance storescu got a success status for is on disk, byte-for-byte the dataset that was
   sent, and recorded in the job store;
 - `.partial` leftovers (planted ones included) are removed at start and never become instances;
+- instances are written through prepared spool slots (slots.py): one killed after its slot was
+  flushed but before its rename or cut is finished at the next start;
 - unfinished jobs resume and every series ends with exactly one job, DONE;
 - the destination holds exactly the result objects of that one job per series: re-sends after a
   crash carry the same deterministic UIDs, so nothing is duplicated (same-UID re-sends are
@@ -12,7 +14,9 @@ analysis, and started again each time. After every kill (node dead) and at the e
 """
 from __future__ import annotations
 
+import io
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -21,6 +25,7 @@ from collections import Counter
 
 import pydicom
 
+from ichnode.store.slots import read_trailer
 from ichnode.store.spool import Spool
 from ichnode.synth import SynthSpec, write_series
 
@@ -46,9 +51,17 @@ def _check_acknowledged(db, acked: set[str], source_by_path: dict) -> None:
         path = recorded.get(str(source.SOPInstanceUID))
         assert path is not None, f"acknowledged {name} is not in the job store"
         assert not path.endswith(".partial")
-        stored = pydicom.dcmread(path)
+        stored = pydicom.dcmread(io.BytesIO(_instance_bytes(path)))
         assert stored.SOPInstanceUID == source.SOPInstanceUID
         assert stored.PixelData == source.PixelData, f"{name}: stored pixels differ from what was sent"
+
+
+def _instance_bytes(path: str) -> bytes:
+    """A spool file's instance: all of it, or, for a slot the kill left uncut, what its trailer
+    declares (the next start cuts it there)."""
+    with open(path, "rb") as fh:
+        length = read_trailer(fh.fileno(), os.fstat(fh.fileno()).st_size, verify=True)
+        return fh.read() if length is None else fh.read(length)
 
 
 def test_kill_9_during_store_and_analysis_loses_nothing(tmp_path, processes):
@@ -75,6 +88,7 @@ def test_kill_9_during_store_and_analysis_loses_nothing(tmp_path, processes):
         tmp_path / "ichnode.yaml", data_dir, node_port,
         [{"name": "dest", "ae_title": "DEST", "host": "127.0.0.1", "port": dest_port}],
         assembly={"quiet_seconds": 600, "sweep_interval_s": 0.2},  # complete by count only
+        spool={"prepared_slots": 48, "slot_kb": 192},  # 256 x 256 instances: 130 kB each
         sender={"backoff_initial_s": 0.2, "backoff_max_s": 1.0, "max_attempts": 50},
         retention={"purge_after_hours": None})
 
@@ -84,6 +98,7 @@ def test_kill_9_during_store_and_analysis_loses_nothing(tmp_path, processes):
         proc = processes(serve_args(config), tmp_path / f"serve-{len(runs) + 1}.log")
         runs.append(proc)
         wait_serving(proc, node_port)
+        wait_until(lambda: "spool_slots_ready" in proc.log(), 60, what="prepared spool slots")
         return proc
 
     acked: set[str] = set()
