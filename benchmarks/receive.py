@@ -169,7 +169,7 @@ def flush_costs(size: int, count: int = 100) -> dict[str, float]:
     start = time.perf_counter()
     for i in range(count):
         spool.write(spool.path_for("1", "2", str(i)), [data])
-    costs["prepared slot: write + CRC + fdatasync + rename (spool.write with slots)"] = \
+    costs["prepared slot: write + checksum + fdatasync (spool.write with slots)"] = \
         (time.perf_counter() - start) / count * 1000
     spool.close()
     db = sqlite3.connect(folder / "wal.sqlite", isolation_level=None)

@@ -44,7 +44,7 @@ class SpoolConfig:
     # Prepared slots (ichnode/store/slots.py): pre-written files an instance is flushed into
     # without a journal commit, about 1.5 ms faster per instance. 0: off. Each takes slot_kb of
     # disk while it waits; instances over slot_kb or under half of it are written the usual way.
-    prepared_slots: int = 0
+    prepared_slots: int = 512
     slot_kb: int = 640  # a 512 x 512 16-bit CT image with its header fits
 
 
@@ -385,6 +385,10 @@ def _check(config: Config, source: str) -> None:
         raise bad("node.port", config.node.port, "must be 0..65535 (0 picks a free port)")
     if config.node.max_associations < 1:
         raise bad("node.max_associations", config.node.max_associations, "must be at least 1")
+    if config.spool.prepared_slots < 0:
+        raise bad("spool.prepared_slots", config.spool.prepared_slots, "must be 0 (off) or more")
+    if config.spool.slot_kb < 1:
+        raise bad("spool.slot_kb", config.spool.slot_kb, "must be at least 1")
     if config.assembly.quiet_seconds <= 0:
         raise bad("assembly.quiet_seconds", config.assembly.quiet_seconds, "must be positive")
     if config.assembly.expected_count is not None and config.assembly.expected_count < 1:

@@ -28,7 +28,10 @@ def require_tool(name: str) -> str:
 def write_config(path: Path, data_dir: Path, port: int, destinations: list[dict], **sections) -> Path:
     config = {"data_dir": str(data_dir), "log_format": "json",
               "node": {"ae_title": "ICHNODE", "host": "127.0.0.1", "port": port},
-              "destinations": destinations}
+              "destinations": destinations,
+              # 320 MB of prepared slots per test node; tests/store/test_slots.py and the crash
+              # test turn them on
+              "spool": {"prepared_slots": 0}}
     for key, value in sections.items():
         config.setdefault(key, {}).update(value) if isinstance(value, dict) else config.update({key: value})
     path.write_text(yaml.safe_dump(config))

@@ -26,6 +26,8 @@ def test_embedded_default_is_the_shipped_file():
     ("engine: {models: [magic]}", "engine.models[0]", "magic"),
     ("destinations: [{name: a, ae_title: B, host: h, port: 70000}]", "destinations[0].port", "70000"),
     ("eligibility: {reject_contrast: maybe}", "eligibility.reject_contrast", "maybe"),
+    ("spool: {prepared_slots: -1}", "spool.prepared_slots", "-1"),
+    ("spool: {slot_kb: 0}", "spool.slot_kb", "0"),
 ])
 def test_errors_name_file_key_and_value(tmp_path, text, key, value):
     path = tmp_path / "bad.yaml"

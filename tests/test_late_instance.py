@@ -15,7 +15,8 @@ def test_late_instance_triggers_a_superseding_analysis(tmp_path):
     early, late = files[:-1], files[-1:]
     config = load_config(None, overrides={
         "data_dir": str(tmp_path / "var"), "node.port": 0, "node.host": "127.0.0.1",
-        "destinations": [], "assembly.quiet_seconds": 1.0, "assembly.expected_count": 10_000})
+        "destinations": [], "assembly.quiet_seconds": 1.0, "assembly.expected_count": 10_000,
+        "spool.prepared_slots": 0})  # small test images never use the slots
     node = Node(config).start()
     target = Destination("node", "ICHNODE", "127.0.0.1", node.port)
     try:

@@ -28,7 +28,8 @@ def node_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("not-analysed")
     config = load_config(None, overrides={
         "data_dir": str(tmp / "var"), "node.port": 0, "node.host": "127.0.0.1",
-        "destinations": [], "assembly.quiet_seconds": 1.0})
+        "destinations": [], "assembly.quiet_seconds": 1.0,
+        "spool.prepared_slots": 0})  # small test images never use the slots
     node = Node(config).start()
     try:
         for name, (spec, _) in CASES.items():

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom.dataset import Dataset
-from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from ichnode.dicom.rawwalk import read_top_level
 from ichnode.dicom.status import StoreStatus
 
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -35,9 +36,8 @@ MODALITY, DESCRIPTION = 0x00080060, 0x0008103E
 STUDY, SERIES, IMAGES_IN_ACQUISITION = 0x0020000D, 0x0020000E, 0x00201002
 SAMPLES_PER_PIXEL, NUMBER_OF_FRAMES, ROWS, COLUMNS = 0x00280002, 0x00280008, 0x00280010, 0x00280011
 BITS_ALLOCATED, PIXEL_DATA = 0x00280100, 0x7FE00010
-_TAGS = (SPECIFIC_CHARACTER_SET, SOP_CLASS, SOP_INSTANCE, MODALITY, DESCRIPTION, STUDY, SERIES,
-         IMAGES_IN_ACQUISITION, SAMPLES_PER_PIXEL, NUMBER_OF_FRAMES, ROWS, COLUMNS, BITS_ALLOCATED)
-_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UN", b"UC", b"UR", b"UT"}
+_TAGS = {SPECIFIC_CHARACTER_SET, SOP_CLASS, SOP_INSTANCE, MODALITY, DESCRIPTION, STUDY, SERIES,
+         IMAGES_IN_ACQUISITION, SAMPLES_PER_PIXEL, NUMBER_OF_FRAMES, ROWS, COLUMNS, BITS_ALLOCATED}
 
 
 @dataclass(frozen=True)
@@ -120,28 +120,20 @@ def inspect_file(path) -> Instance | Refused:
 
 
 def _read_header(stream: bytes, ts: UID) -> tuple[Dataset, int | None]:
-    """The elements checked here, left raw (converting them through pydicom cost 0.4 ms per
-    instance, more than reading them), and the value length of Pixel Data (None: absent). Reading
-    stops at Pixel Data: its bytes are neither copied nor decoded."""
+    """The elements checked here, left raw (rawwalk.py: pydicom's reader cost 0.3 ms per CT
+    header), and the value length of Pixel Data (None: absent). Reading stops at Pixel Data: its
+    bytes are neither copied nor decoded."""
     if ts.is_deflated:
         stream, ts = zlib.decompress(stream, -zlib.MAX_WBITS), UID(ExplicitVRLittleEndian)
-    fp = BytesIO(stream)
-    ds = read_dataset(fp, ts.is_implicit_VR, ts.is_little_endian, specific_tags=list(_TAGS),
-                      stop_when=lambda tag, vr, length: tag == PIXEL_DATA)
-    start = fp.tell()
-    header = stream[start:start + 12]
-    if len(header) < 8:
+    found, pixels = read_top_level(stream, ts.is_implicit_VR, ts.is_little_endian, _TAGS, PIXEL_DATA)
+    ds = Dataset(found)
+    if pixels is None:
         return ds, None
-    endian = "<" if ts.is_little_endian else ">"
-    if ts.is_implicit_VR:
-        length, size = struct.unpack(endian + "L", header[4:8])[0], 8
-    elif header[4:6] in _LONG_VRS and len(header) == 12:
-        length, size = struct.unpack(endian + "L", header[8:12])[0], 12
-    else:
-        length, size = struct.unpack(endian + "H", header[6:8])[0], 8
+    position, size = pixels
+    length = struct.unpack_from("<L" if ts.is_little_endian else ">L", stream, position + size - 4)[0]
     if length == 0xFFFFFFFF:  # encapsulated: its length is only known by walking the fragments
         return ds, length
-    return ds, min(length, len(stream) - start - size)
+    return ds, min(length, len(stream) - position - size)
 
 
 def _pixel_problem(ds: Dataset, ts: UID, pixel_length: int | None) -> str | None:

@@ -78,6 +78,7 @@ class SlotPool:
         self.may_grow = may_grow
         self._ready: collections.deque[Path] = collections.deque()
         self._last_take = 0.0
+        self._failed_at = -1e9  # monotonic time of the last failed preparation
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -151,34 +152,52 @@ class SlotPool:
     def _prepare_loop(self) -> None:
         announced = False
         while not self._stop.is_set():
-            missing = self.count - len(self._ready)
-            if missing <= 0 and not announced:
-                log.info("spool_slots_ready", count=len(self._ready), slot_kb=self.slot_bytes // 1024)
-            announced = missing <= 0
-            idle = time.monotonic() - self._last_take >= IDLE_S
-            if missing <= 0 or not idle or not self.may_grow(self.slot_bytes * min(missing, BATCH)):
+            if len(self._ready) >= self.count:
+                if not announced:
+                    log.info("spool_slots_ready", count=len(self._ready),
+                             slot_kb=self.slot_bytes // 1024)
+                announced = True
                 self._stop.wait(IDLE_S)
                 continue
-            try:
-                batch = [self._prepare_one() for _ in range(min(missing, BATCH))]
-                fsync_dir(self.folder)  # the slots' names are durable before any is used
-            except OSError as exc:
-                log.error("spool_slots_failed", reason=str(exc))
-                self._stop.wait(60 * IDLE_S)
-                continue
-            self._ready.extend(batch)
+            announced = False
+            busy = time.monotonic() - max(self._last_take, self._failed_at + 60) < IDLE_S
+            if busy or not self.prepare_batch():
+                self._stop.wait(IDLE_S)
+
+    def prepare_batch(self) -> int:
+        """Prepare up to BATCH missing slots if the disk guard allows them; returns how many."""
+        wanted = min(self.count - len(self._ready), BATCH)
+        if wanted <= 0 or not self.may_grow(self.slot_bytes * wanted):
+            return 0
+        batch: list[Path] = []
+        try:
+            for _ in range(wanted):
+                batch.append(self._prepare_one())
+            fsync_dir(self.folder)  # the slots' names are durable before any is used
+        except OSError as exc:
+            log.error("spool_slots_failed", reason=str(exc), retry_in_s=60)
+            self._failed_at = time.monotonic()
+            for slot in batch:
+                slot.unlink(missing_ok=True)
+            return 0
+        self._ready.extend(batch)
+        return wanted
 
     def _prepare_one(self) -> Path:
         name = secrets.token_hex(8)
         tmp, slot = self.folder / f"{name}{PARTIAL_SUFFIX}", self.folder / f"{name}{SLOT_SUFFIX}"
         zeros = bytes(min(self.slot_bytes, 1 << 20))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            left = self.slot_bytes
-            while left:
-                left -= os.write(fd, zeros[:left])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                left = self.slot_bytes
+                while left:
+                    left -= os.write(fd, zeros[:left])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         os.rename(tmp, slot)
         return slot

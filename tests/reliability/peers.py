@@ -74,7 +74,9 @@ def start_node(tmp_path: Path, destinations=(), **overrides) -> Node:
     config = load_config(None, overrides={
         "data_dir": str(tmp_path / "var"), "node.port": 0, "node.host": "127.0.0.1",
         "destinations": list(destinations), "assembly.sweep_interval_s": 0.2,
-        "retention.purge_after_hours": None, **overrides})
+        "retention.purge_after_hours": None,
+        "spool.prepared_slots": 0,  # 320 MB of slots per test node; slots: tests/store/test_slots.py
+        **overrides})
     return Node(config).start()
 
 

@@ -124,3 +124,15 @@ def test_a_node_receives_a_series_through_its_slots(tmp_path):
                 assert slotting.read_trailer(fh.fileno(), path.stat().st_size, False) is None
     finally:
         node.stop()
+
+
+def test_slots_are_prepared_only_while_the_disk_guard_allows(tmp_path):
+    allowed = []
+    pool = slotting.SlotPool(tmp_path / "slots", 4, 8192, may_grow=lambda size: bool(allowed))
+    (tmp_path / "slots").mkdir()
+    assert pool.prepare_batch() == 0 and pool.ready == 0
+    assert list((tmp_path / "slots").iterdir()) == []
+    allowed.append(True)
+    assert pool.prepare_batch() == 4 and pool.ready == 4
+    assert sorted(p.stat().st_size for p in (tmp_path / "slots").iterdir()) == [8192] * 4
+    assert pool.prepare_batch() == 0  # full

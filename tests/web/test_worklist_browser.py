@@ -62,7 +62,7 @@ def test_worklist_in_chromium_with_mllp_and_metrics(tmp_path, processes, caplog)
     with MllpListener() as ris, capture_logs() as events:
         config = load_config(None, overrides={
             "data_dir": str(tmp_path / "var"), "log_format": "json",
-            "node.port": 0, "node.host": "127.0.0.1",
+            "node.port": 0, "node.host": "127.0.0.1", "spool.prepared_slots": 0,
             "destinations": [{"name": "pacs", "ae_title": "DEST", "host": "127.0.0.1",
                               "port": dest_port}],
             "web": {"enabled": True, "host": "127.0.0.1", "port": 0, "refresh_s": 0.5,
