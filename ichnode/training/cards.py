@@ -264,7 +264,7 @@ def write_synthetic_card(weights: str | Path, *, performance: Sequence[str] | No
                      "never used to choose an epoch).")
     if meta.get("train_seconds") is not None:
         lines.append(f"- Training time: {meta['train_seconds']:.0f} s (sum of the epochs, CPU, one thread).")
-    lines += ["", "Command:", "", "```", meta.get("command") or f"(called from Python)", "```", "",
+    lines += ["", "Command:", "", "```", meta.get("command") or "(called from Python)", "```", "",
               "## Measured performance", ""]
     if performance:
         lines += list(performance)

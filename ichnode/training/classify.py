@@ -169,6 +169,27 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def resume_state(ckpt: Path | None, resume: bool, meta: dict, model: nn.Module, optimizer,
+                 generator: torch.Generator, log: Log, name: str,
+                 scheduler=None) -> tuple[list[dict[str, Any]], int]:
+    """(history, epochs done) restored from ckpt when it holds this same run (meta); ([], 0) when
+    there is none or resume is off. Model, optimiser, scheduler and RNG states are restored in place."""
+    if ckpt is None or not ckpt.exists() or not resume:
+        return [], 0
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if state["meta"] != meta:
+        raise ValueError(f"{ckpt} belongs to a different run (model/config/seed/data differ); "
+                         "delete it or pass resume=False")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"], generator)
+    start = int(state["epoch"])
+    log(f"{name}: resumed from {ckpt} after epoch {start}")
+    return list(state["history"]), start
+
+
 def _save_atomic(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -251,22 +272,9 @@ def fit(
     meta = {"model": spec.name, "version": spec.version, "config": _jsonable(config), "seed": seed,
             "image_size": train.image_size, "train_ids": _ids_digest(train.ids), "recipe": asdict(recipe)}
 
-    history: list[dict[str, Any]] = []
-    start = 0
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists() and resume:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state["meta"] != meta:
-            raise ValueError(f"{ckpt} belongs to a different run (model/config/seed/data differ); "
-                             "delete it or pass resume=False")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"], generator)
-        history = list(state["history"])
-        start = int(state["epoch"])
-        log(f"{tag}{spec.name}: resumed from {ckpt} after epoch {start}")
+    history, start = resume_state(ckpt, resume, meta, model, optimizer, generator, log,
+                                  f"{tag}{spec.name}", scheduler)
 
     x_all = torch.from_numpy(train.inputs)
     y_all = torch.from_numpy(train.labels)

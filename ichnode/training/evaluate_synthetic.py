@@ -323,8 +323,8 @@ def performance_lines(summary: dict, model: str) -> list[str]:
     """Markdown lines for the model card of ``model`` (dense_unet / resnet3d_multitask)."""
     method = "dense_unet" if model == "dense_unet" else "resnet3d"
     v = summary["volume"]
-    lines = [f"Held-out synthetic phantoms (seeds disjoint from training), see the report. Volume vs truth, "
-             f"MAE / MAPE / ICC(2,1):", ""]
+    lines = ["Held-out synthetic phantoms (seeds disjoint from training), see the report. Volume vs truth, "
+             "MAE / MAPE / ICC(2,1):", ""]
     for g in ("all",) + GROUPS:
         if g in v[method]:
             s, a = v[method][g], v["abc2"][g]

@@ -35,7 +35,7 @@ from torch import nn
 from ichnode.models.registry import get
 from ichnode.models.resnet3d_multitask import cbrt_mm_to_ml, ml_to_cbrt_mm
 from ichnode.training.classify import (CHECKPOINT, Log, _jsonable, _print, _rng_state, _save_atomic,
-                                       _set_rng_state, default_device, run_fields, save_weights,
+                                       default_device, resume_state, run_fields, save_weights,
                                        write_sidecar)
 from ichnode.training.synthetic import VolumeSet, build_volume_set, sample_specs
 
@@ -144,18 +144,8 @@ def fit_volume_regressor(
     digest = hashlib.sha256(train.inputs.tobytes()[:1 << 20] + train.volume_ml.tobytes()).hexdigest()[:16]
     meta = {"model": spec.name, "version": spec.version, "config": _jsonable(config), "seed": seed,
             "input_size": list(train.input_size), "data": digest, "n": len(train), "recipe": asdict(recipe)}
-    history: list[dict[str, Any]] = []
-    start = 0
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists() and resume:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state["meta"] != meta:
-            raise ValueError(f"{ckpt} belongs to a different run; delete it or pass resume=False")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"], generator)
-        history, start = list(state["history"]), int(state["epoch"])
-        log(f"resnet3d_multitask: resumed from {ckpt} after epoch {start}")
+    history, start = resume_state(ckpt, resume, meta, model, optimizer, generator, log, "resnet3d_multitask")
     x_all = torch.from_numpy(train.inputs)
     death = torch.full((len(train),), -1, dtype=torch.long)  # phantoms have no outcome labels
     n = len(train)

@@ -38,7 +38,7 @@ from torch import nn
 
 from ichnode.models.registry import get
 from ichnode.training.classify import (CHECKPOINT, Log, _jsonable, _print, _rng_state, _save_atomic,
-                                       _set_rng_state, default_device, run_fields, save_weights,
+                                       default_device, resume_state, run_fields, save_weights,
                                        write_sidecar)
 from ichnode.training.synthetic import SEG_CLASSES, SliceSet, build_slice_set, sample_specs
 
@@ -131,18 +131,8 @@ def fit_segmenter(
     meta = {"model": spec.name, "version": spec.version, "config": _jsonable(config), "seed": seed,
             "image_size": train.image_size, "classes": list(train.classes), "data": digest,
             "n": len(train), "recipe": asdict(recipe)}
-    history: list[dict[str, Any]] = []
-    start = 0
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists() and resume:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state["meta"] != meta:
-            raise ValueError(f"{ckpt} belongs to a different run; delete it or pass resume=False")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"], generator)
-        history, start = list(state["history"]), int(state["epoch"])
-        log(f"dense_unet: resumed from {ckpt} after epoch {start}")
+    history, start = resume_state(ckpt, resume, meta, model, optimizer, generator, log, "dense_unet")
     x_all = torch.from_numpy(train.inputs)
     y_all = torch.from_numpy(train.labels)
     class_ids = torch.arange(1, len(train.classes) + 1, dtype=torch.uint8)[None, :, None, None]

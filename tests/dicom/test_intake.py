@@ -55,3 +55,28 @@ def test_no_pixel_data_is_refused(source):
     verdict = inspect_instance(encoded(ds, ExplicitVRLittleEndian), ExplicitVRLittleEndian,
                                source.SOPClassUID, 1 << 30)
     assert verdict == Refused(StoreStatus.CANNOT_UNDERSTAND, "no Pixel Data")
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_sequences_of_undefined_length_are_walked_over(source, syntax):
+    ds = copy.deepcopy(source)
+    inner = pydicom.Dataset()
+    inner.ReferencedSOPInstanceUID = "1.2.3"
+    inner.PurposeOfReferenceCodeSequence = [pydicom.Dataset()]
+    item = pydicom.Dataset()
+    item.ReferencedSOPClassUID = source.SOPClassUID
+    item.ReferencedSOPInstanceUID = "9.9.9"
+    item.SourceImageSequence = [inner]
+    ds.ReferencedImageSequence = [item, pydicom.Dataset()]
+    for element in (ds["ReferencedImageSequence"], item["SourceImageSequence"]):
+        element.is_undefined_length = True
+        for child in element.value:
+            child.is_undefined_length_sequence_item = True
+    data = encoded(ds, syntax)
+    assert b"\xfe\xff\xdd\xe0" in data or b"\xff\xfe\xe0\xdd" in data  # a sequence delimiter
+    verdict = inspect_instance(data, syntax, source.SOPClassUID, 1 << 30)
+    assert verdict == Instance(source.StudyInstanceUID, source.SeriesInstanceUID, source.SOPInstanceUID,
+                               source.SOPClassUID, "CT", "Schädel nativ", int(source.ImagesInAcquisition))
+    cut = data.index(b"9.9.9")  # the walk must not run off an unterminated sequence
+    refused = inspect_instance(data[:cut], syntax, source.SOPClassUID, 1 << 30)
+    assert isinstance(refused, Refused) and refused.status == StoreStatus.CANNOT_UNDERSTAND
