@@ -65,6 +65,9 @@ def start_ichnode(workdir: Path, port: int, destinations: list[dict],
     command = launcher or [sys.executable, "-m", "ichnode.cli", "serve", "-c"]
     proc = Proc([*command, str(path)], workdir / "ichnode.log")
     wait_port(proc, port, "ichnode serve")
+    if sections.get("spool", {}).get("prepared_slots", 512):  # as config/ichnode.yaml ships
+        # A node in service has its slots ready; one just started prepares them first.
+        wait_until(lambda: "spool_slots_ready" in proc.log(), 120, what="ichnode's spool slots")
     return proc
 
 

@@ -43,6 +43,7 @@ class Node:
         self.pipeline.before_read = self.spool.settle
         self.triage = Triage(config, self.store, self.engine.infos)  # worklist, notify, metrics
         self.pipeline.triage = self.triage
+        self.triage.metrics.watch_slots(lambda: self.spool.slots.ready if self.spool.slots else 0)
         self.disk_guard = DiskGuard(config.spool_dir, config.node.min_free_disk_mb,
                                     config.node.max_disk_use_percent)
         self.store_handler: StoreHandler | None = None

@@ -50,6 +50,12 @@ class Metrics:
         if worklist is not None:
             r.register(_QueueCollector(worklist))
 
+    def watch_slots(self, ready) -> None:
+        """Spool slots ready (ready(): a count, read at scrape time). Below the series sizes a site
+        receives, instances take the ordinary, slower write (ichnode/store/slots.py)."""
+        self.registry.register(_Gauge("ichnode_spool_slots_ready",
+                                      "Prepared spool slots ready for received instances", ready))
+
     def observe_timings(self, timings: dict, first_received: float | None) -> None:
         """Stage latencies of one finished job, from its `timings` JSON."""
         last = timings.get("last_received_at")
@@ -92,3 +98,16 @@ class _QueueCollector:
         yield depth
         yield GaugeMetricFamily("ichnode_notifications_pending", "Notifications not yet sent",
                                 value=self.worklist.pending_notifications())
+
+
+class _Gauge:
+    """One gauge whose value a function gives at scrape time."""
+
+    def __init__(self, name: str, documentation: str, value):
+        self.name, self.documentation, self.value = name, documentation, value
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        yield GaugeMetricFamily(self.name, self.documentation, value=self.value())

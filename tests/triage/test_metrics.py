@@ -54,3 +54,12 @@ def test_queue_depth_is_read_at_scrape_time(stores):
     stores.jobs.record_instance(study_uid="7", series_uid="7.1", sop_uid="7.1.1", path="/x", size=1,
                                 calling_aet="T", modality="CT", description=None, expected_count=None)
     assert samples(m)[("ichnode_queue_depth", (("state", "receiving"),))] == 1.0
+
+
+def test_spool_slots_ready_is_read_at_scrape_time(stores):
+    m = Metrics(stores.worklist)
+    ready = [512]
+    m.watch_slots(lambda: ready[0])
+    assert samples(m)[("ichnode_spool_slots_ready", ())] == 512.0
+    ready[0] = 3
+    assert samples(m)[("ichnode_spool_slots_ready", ())] == 3.0
