@@ -78,6 +78,7 @@ class SlotPool:
         self.may_grow = may_grow
         self._ready: collections.deque[Path] = collections.deque()
         self._last_take = 0.0
+        self.taken = 0  # slots handed out since start
         self._failed_at = -1e9  # monotonic time of the last failed preparation
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -97,9 +98,11 @@ class SlotPool:
             return None
         self._last_take = time.monotonic()
         try:
-            return self._ready.popleft()
+            slot = self._ready.popleft()
         except IndexError:
             return None
+        self.taken += 1
+        return slot
 
     @staticmethod
     def fill(slot: Path, chunks: list, size: int) -> None:
