@@ -123,16 +123,19 @@ class SlotPool:
     # --- start-up --------------------------------------------------------------------------------
     def recover(self, place: Callable[[Path], bool]) -> int:
         """Hand every filled slot (its rename lost to a power cut) to place(), which moves it to
-        its spool name; keep intact empty slots; delete the rest. Returns how many were placed."""
+        its spool name (the caller cuts it there); keep intact empty slots; delete the rest.
+        Returns how many were placed."""
         self.folder.mkdir(parents=True, exist_ok=True)
         placed = 0
         for slot in sorted(self.folder.glob(f"*{SLOT_SUFFIX}")):
             with open(slot, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
                 filled = read_trailer(fh.fileno(), size, verify=True) is not None
-            if filled and trim(slot) and place(slot):
+            if filled and place(slot):
                 placed += 1
-            elif not filled and size == self.slot_bytes:
+            elif filled:  # kept, never reused: an operator can look at it
+                log.error("spool_slot_unplaceable", slot=slot.name)
+            elif size == self.slot_bytes:
                 self._ready.append(slot)  # torn writes in it are cut off by the next trailer
             else:
                 slot.unlink(missing_ok=True)

@@ -2,9 +2,8 @@
 
 Two ways to write one: into a prepared slot (slots.py: one data flush; the rename to its name
 follows off the C-STORE path), or, when none is ready, temp file + fsync + rename + directory
-fsync. Either way a file is visible under
-its final name only once its bytes are durable, so a crash never leaves a partly written file
-that could be taken for an instance.
+fsync. Either way a file is visible under its final name only once its bytes are durable, so a
+crash never leaves a partly written file that could be taken for an instance.
 """
 from __future__ import annotations
 
@@ -47,7 +46,7 @@ class Spool:
         cut interrupted first; returns how many flushed instances that placed."""
         self.slots = slotting.SlotPool(self.root / ".slots", count, slot_bytes, may_grow)
         placed = self.slots.recover(self._place_recovered)
-        for path in self.instance_files():
+        for path in self.instance_files():  # placed just now, or renamed before a power cut
             if path.stat().st_size >= slot_bytes // 2:  # only slot-written files can need a cut
                 slotting.trim(path, verify=True)
         threading.Thread(target=self._place_loop, name="spool-place", daemon=True).start()

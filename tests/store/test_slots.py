@@ -85,6 +85,8 @@ def test_every_state_a_power_cut_leaves_is_finished_at_start(tmp_path):
         fh.write(bytes(100))
     # A slot of a size the configuration no longer uses.
     (root / ".slots" / "old.slot").write_bytes(bytes(slot_bytes + 2))
+    # A complete slot that is no instance the node would take: kept for an operator, never reused.
+    slotting.SlotPool.fill(ready[3], [b"not DICOM"], 9)
 
     spool = Spool(root)
     try:
@@ -94,7 +96,9 @@ def test_every_state_a_power_cut_leaves_is_finished_at_start(tmp_path):
         assert not _path(spool, torn).exists()
         assert not (root / ".slots" / "old.slot").exists()
         # The torn slot is an intact empty slot again: the next trailer cuts its stale bytes off.
-        assert ready[2].exists() and spool.slots.ready >= 4
+        assert ready[2].exists() and spool.slots.ready >= 3
+        assert ready[3].read_bytes().startswith(b"not DICOM")
+        assert ready[3] not in spool.slots._ready
     finally:
         spool.close()
 
