@@ -20,6 +20,7 @@ if str(REPO) not in sys.path:
 
 import yaml  # noqa: E402
 
+from ichnode.config import SpoolConfig  # noqa: E402
 from ichnode.synth import SynthSpec, write_series  # noqa: E402
 from ichnode.loopback import LoggedProcess, free_port, port_open, wait_until  # noqa: E402,F401
 from tests.orthanc_peer import Orthanc, orthanc_binary  # noqa: E402,F401
@@ -65,7 +66,7 @@ def start_ichnode(workdir: Path, port: int, destinations: list[dict],
     command = launcher or [sys.executable, "-m", "ichnode.cli", "serve", "-c"]
     proc = Proc([*command, str(path)], workdir / "ichnode.log")
     wait_port(proc, port, "ichnode serve")
-    if sections.get("spool", {}).get("prepared_slots", 512):  # as config/ichnode.yaml ships
+    if sections.get("spool", {}).get("prepared_slots", SpoolConfig.prepared_slots):
         # A node in service has its slots ready; one just started prepares them first.
         wait_until(lambda: "spool_slots_ready" in proc.log(), 120, what="ichnode's spool slots")
     return proc

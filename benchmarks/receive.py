@@ -36,10 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (MB, WORK, Orthanc, Proc, free_port, machine, orthanc_binary,  # noqa: E402
                           print_table, series, start_ichnode, storescu, wait_port, wait_until)
+from ichnode.config import SpoolConfig  # noqa: E402
+from ichnode.store.durable import fsync_dir  # noqa: E402
 from ichnode.store.spool import Spool  # noqa: E402
 from ichnode.synth import SynthSpec  # noqa: E402
 
-SLOTS = 512  # as config/ichnode.yaml ships
+SLOTS = SpoolConfig.prepared_slots  # as ichnode ships
 SPEC = SynthSpec(subtype="iph", volume_ml=20.0, thickness_mm=0.5, matrix=512, seed=300)
 
 
@@ -139,13 +141,6 @@ def flush_costs(size: int, count: int = 100) -> dict[str, float]:
     data = os.urandom(size)
     costs = {}
 
-    def fsync_dir():
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     for label, file_sync, dir_sync in (("write, no fsync", False, False),
                                        ("write + fsync", True, False),
                                        ("write + fsync + rename + directory fsync", True, True)):
@@ -159,7 +154,7 @@ def flush_costs(size: int, count: int = 100) -> dict[str, float]:
                     os.fsync(fh.fileno())
             os.replace(tmp, final)
             if dir_sync:
-                fsync_dir()
+                fsync_dir(folder)
         costs[label] = (time.perf_counter() - start) / count * 1000
     spool = Spool(folder / "spool")
     spool.use_slots(count, (size * 5 // 4) & ~1)
