@@ -254,6 +254,22 @@ def default_config_text() -> str:
     return resources.files("ichnode").joinpath("defaults/ichnode.yaml").read_text()
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping: plain YAML keeps the last one
+    silently, so an operator's edit to the first block would do nothing."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"key {key!r} is given twice",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: Path | str | None = None, overrides: dict | None = None) -> Config:
     """Load a YAML file (or the embedded default) into a validated Config."""
     if path is None:
@@ -265,7 +281,7 @@ def load_config(path: Path | str | None = None, overrides: dict | None = None) -
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

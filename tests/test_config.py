@@ -53,3 +53,10 @@ def test_unreadable_file(tmp_path):
 def test_overrides_apply_dotted_keys():
     config = load_config(None, overrides={"node.port": 0, "assembly.quiet_seconds": 2})
     assert config.node.port == 0 and config.assembly.quiet_seconds == 2.0
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("spool:\n  slot_kb: 640\nretention: {interval_s: 60}\nspool:\n  slot_kb: 128\n")
+    with pytest.raises(ConfigError, match=r"(?s)key .spool. is given twice.*line 4"):
+        load_config(path)
