@@ -102,6 +102,14 @@ class Spool:
         except FileNotFoundError:
             return False
 
+    def held_for(self, size: int) -> int:
+        """Disk space held in ready slots for an instance of size bytes (0: it needs new space).
+        Another association may take the last slot first; that instance is then written the
+        ordinary way, at most one slot's worth past the watermark."""
+        if self.slots is None or not self.slots.fits(size):
+            return 0
+        return self.slots.ready * self.slots.slot_bytes
+
     def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         return self.root / _safe(study_uid) / _safe(series_uid) / f"{_safe(sop_uid)}.dcm"
 

@@ -68,6 +68,14 @@ def test_watermarks_refuse_with_a700_then_resume(tmp_path, series):
     assert "disk above watermark" in refused[0]["reason"]
 
 
+def test_space_held_in_prepared_slots_counts_as_free_for_what_goes_into_it(tmp_path):
+    free_mb = disk_state(tmp_path).free_mb
+    guard = DiskGuard(tmp_path, free_mb + 50, 100)
+    assert "disk above watermark" in guard.refusal(1000)
+    assert guard.refusal(1000, held_bytes=100 * 1024 * 1024) is None
+    assert "disk above watermark" in guard.refusal(1000, held_bytes=10 * 1024 * 1024)
+
+
 def test_storescu_sees_out_of_resources(tmp_path, series):
     folder, _ = series
     node = start_node(tmp_path, **{"node.max_disk_use_percent": 0.001})

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pydicom
 
+from ichnode.dicom.status import StoreStatus
 from ichnode.store import slots as slotting
+from ichnode.store.disk import DiskGuard, disk_state
 from ichnode.store.jobs import JobState
 from ichnode.store.spool import Spool
 from ichnode.synth import SynthSpec, write_series
@@ -126,6 +128,28 @@ def test_a_node_receives_a_series_through_its_slots(tmp_path):
         for path in (tmp_path / "var" / "spool").rglob("*.dcm"):
             with open(path, "rb") as fh:
                 assert slotting.read_trailer(fh.fileno(), path.stat().st_size, False) is None
+    finally:
+        node.stop()
+
+
+def test_instances_bound_for_ready_slots_are_taken_under_the_disk_watermark(tmp_path):
+    """Writing into a ready slot takes no new space: with the disk below the watermark by less than
+    the slots hold, images that fit a slot are stored and one that needs new space is refused."""
+    truth = write_series(tmp_path / "large", SynthSpec(subtype="none", matrix=512, seed=9))
+    large = [tmp_path / "large" / name for name in truth["files"][:3]]
+    (small, _), = _instances(tmp_path, 1)  # 64 x 64: under half a slot, written the ordinary way
+    slot_kb, count = -(-max(f.stat().st_size for f in large) * 5 // 4 // 1024), 32
+    node = start_node(tmp_path, **{"spool.prepared_slots": count, "spool.slot_kb": slot_kb})
+    try:
+        wait_until(lambda: node.spool.slots.ready >= count, 60, what="prepared slots")
+        held_mb = count * slot_kb / 1024
+        node.store_handler.disk_guard = DiskGuard(node.config.spool_dir,
+                                                  disk_state(tmp_path).free_mb + held_mb / 2, 100)
+        with association(node.port) as assoc:
+            assert send_dataset(assoc, small) == StoreStatus.OUT_OF_RESOURCES
+            assert [send_dataset(assoc, pydicom.dcmread(f)) for f in large] == [StoreStatus.SUCCESS] * 3
+        assert node.spool.slots.taken == 3
+        assert node.store.instance_path(small.SOPInstanceUID) is None
     finally:
         node.stop()
 
