@@ -1,4 +1,4 @@
-"""Command line: `ichnode serve | process | synth | demo | status | rerun`."""
+"""Command line: `ichnode serve | process | validate | synth | demo | status | rerun`."""
 from __future__ import annotations
 
 import argparse
@@ -31,18 +31,51 @@ def _setup_argparser() -> argparse.ArgumentParser:
     process.add_argument("input_dir", type=Path)
     process.add_argument("-o", "--out", type=Path, required=True)
 
+    validate = with_config(sub.add_parser(
+        "validate", help="acceptance test: run the configured engines on labelled studies, report "
+                         "sensitivity, specificity and AUC with 95% CIs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Analyse every series of INPUT_DIR as the node would, match studies to --labels\n"
+                    "(CQ500 reads, RSNA 2019 ID,Label, or study_uid,any[,iph,ivh,sah,sdh,edh]; detected\n"
+                    "from the header) and write report.md, studies.csv, summary.json and roc_<row>.png\n"
+                    "to --out. Exit 0: done; 1: no labelled study could be analysed; 2: bad input.",
+        epilog="definitions:\n" + _validate_definitions()))
+    validate.add_argument("input_dir", type=Path, help="folder of DICOM files (searched recursively)")
+    validate.add_argument("--labels", type=Path, required=True, help="label file (CSV)")
+    validate.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    validate.add_argument("--masks", type=Path, default=None,
+                          help="folder of truth masks (NIfTI matched by grid, DICOM SEG by series) "
+                               "for volume error")
+
     synth = sub.add_parser("synth", help="write a synthetic head CT series with truth.json")
     synth.add_argument("outdir", type=Path)
     synth.add_argument("--subtype", default="iph",
                        choices=["iph", "ivh", "sah", "sdh", "edh", "none"])
     synth.add_argument("--volume-ml", type=float, default=20.0)
-    synth.add_argument("--thickness", type=float, default=5.0, help="slice thickness in mm")
+    synth.add_argument("--thickness", type=float, default=None,
+                       help="slice thickness in mm (phantom: default 5; --background: thick-slab "
+                            "reformat of the thin series, default its own slices)")
     synth.add_argument("--matrix", type=int, default=512)
     synth.add_argument("--tilt", type=float, default=0.0, help="gantry tilt in degrees")
     synth.add_argument("--jpeg-lossless", action="store_true")
     synth.add_argument("--shape", default="regular", choices=["regular", "irregular"])
     synth.add_argument("--location", default="lobar", choices=["deep", "lobar", "infratentorial"])
     synth.add_argument("--seed", type=int, default=0)
+    real = synth.add_argument_group("hemorrhage inserted into a real series (--background)")
+    real.add_argument("--background", type=Path, default=None, metavar="DICOM_DIR",
+                      help="insert the hemorrhage into this real head CT series (largest series of the folder)")
+    real.add_argument("--region", default=None,
+                      choices=["frontal", "parietal", "temporal", "sylvian", "basal", "lateral"],
+                      help="SDH/EDH: frontal|parietal|temporal convexity; SAH: also sylvian|basal; "
+                           "IVH: lateral (default: by seed). IPH uses --location")
+    real.add_argument("--side", default=None, choices=["left", "right"], help="default: by seed")
+    real.add_argument("--mirror", action="store_true", help="flip the finished case left-right")
+    real.add_argument("--shift-mm", default="0,0,0", metavar="DX,DY,DZ",
+                      help="move the lesion location (patient LPS mm)")
+    real.add_argument("--mass-effect", action="store_true", help="push surrounding anatomy away")
+    real.add_argument("--keep-enhancement", action="store_true",
+                      help="keep the background's contrast enhancement (default: vessels and sinuses "
+                           "brought to non-contrast density first)")
 
     demo = with_config(sub.add_parser("demo", help="start a node and a destination, send synthetic "
                                                    "series, print what came back"))
@@ -116,15 +149,73 @@ def cmd_process(args, config) -> int:
     return 0
 
 
+def _validate_definitions() -> str:
+    import textwrap
+
+    from ichnode.validate import DEFINITIONS  # plain text, imports nothing
+
+    return "\n".join(textwrap.fill(item, 100, subsequent_indent="  ") for item in DEFINITIONS.splitlines())
+
+
+def cmd_validate(args, config) -> int:
+    from ichnode.validate.labels import LabelError, read_labels
+    from ichnode.validate.report import print_summary
+    from ichnode.validate.run import validate
+
+    for path, what in ((args.input_dir, "input"), (args.masks, "--masks")):
+        if path is not None and not path.is_dir():
+            print(f"ichnode validate: {what} {path} is not a folder", file=sys.stderr)
+            return 2
+    try:
+        labels = read_labels(args.labels)
+    except LabelError as exc:
+        print(f"ichnode validate: {exc}", file=sys.stderr)
+        return 2
+    run = validate(args.input_dir, labels, args.out, config, masks_dir=args.masks,
+                   config_source=str(args.config or "<embedded default>"))
+    print_summary(run)
+    print(f"report: {args.out / 'report.md'}")
+    return 0 if run.count("analysed") else 1
+
+
 def cmd_synth(args, config) -> int:
     from ichnode.synth import SynthSpec, write_series
 
-    spec = SynthSpec(subtype=args.subtype, volume_ml=args.volume_ml, thickness_mm=args.thickness,
+    if args.background is not None:
+        return _synth_on_background(args)
+    thickness = 5.0 if args.thickness is None else args.thickness
+    spec = SynthSpec(subtype=args.subtype, volume_ml=args.volume_ml, thickness_mm=thickness,
                      matrix=args.matrix, tilt_deg=args.tilt, jpeg_lossless=args.jpeg_lossless,
                      shape=args.shape, location=args.location, seed=args.seed)
     truth = write_series(args.outdir, spec)
     print(f"wrote {truth['slices']} slices to {args.outdir}: {truth['subtype']} "
           f"{truth['volume_ml']:.2f} mL (truth.json)")
+    return 0
+
+
+def _synth_on_background(args) -> int:
+    from ichnode.synth.insert import InsertSpec, load_background_volume, make_case, prepare_background
+    from ichnode.synth.insert_writer import write_case
+
+    if not args.background.is_dir():
+        print(f"ichnode synth: {args.background} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        shift = tuple(float(v) for v in args.shift_mm.split(","))
+        location = args.location if args.subtype == "iph" else args.region
+        spec = InsertSpec(subtype=args.subtype, volume_ml=args.volume_ml, shape=args.shape, location=location,
+                          side=args.side, seed=args.seed, mass_effect=args.mass_effect,
+                          thickness_mm=args.thickness, mirror=args.mirror, shift_mm=shift,
+                          remove_contrast=not args.keep_enhancement)
+    except ValueError as exc:
+        print(f"ichnode synth: {exc}", file=sys.stderr)
+        return 2
+    background = prepare_background(load_background_volume(args.background), spec.remove_contrast)
+    truth = write_case(args.outdir, make_case(background, spec))
+    where = truth.get("location") or "-"
+    print(f"wrote {truth['slices']} slices to {args.outdir}: {truth['subtype']} {where} "
+          f"{truth.get('side') or ''} truth {truth['volume_ml']:.2f} mL (target {truth['target_volume_ml']:g}), "
+          f"contrast removed: {truth['contrast_removed']} (truth.json, truth_mask.nii.gz, truth_fraction.nii.gz)")
     return 0
 
 
@@ -206,7 +297,8 @@ def cmd_bench(args, config) -> int:
 
 COMMANDS = {"serve": cmd_serve, "process": cmd_process, "synth": cmd_synth, "demo": cmd_demo,
             "status": cmd_status, "rerun": cmd_rerun, "hash-password": cmd_hash_password,
-            "train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench}
+            "train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench,
+            "validate": cmd_validate}
 
 if __name__ == "__main__":
     sys.exit(main())
