@@ -47,10 +47,11 @@ WITHIN = 0.20
 _STATE: dict = {}
 
 
-def case_specs(split: str, seeds_per_cell: int | None = None) -> list[InsertSpec]:
+def case_specs(split: str, seeds_per_cell: int | None = None, thicknesses=THICKNESSES,
+               subtypes=SUBTYPES) -> list[InsertSpec]:
     seeds = list(SEEDS[split])[:seeds_per_cell] if seeds_per_cell else list(SEEDS[split])
     specs = []
-    for seed, volume, thickness, subtype in itertools.product(seeds, VOLUMES, THICKNESSES, SUBTYPES):
+    for seed, volume, thickness, subtype in itertools.product(seeds, VOLUMES, thicknesses, subtypes):
         extra = {}
         if split == "heldout":
             rng = np.random.default_rng([seed, 17])
@@ -169,6 +170,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=None, help="comma list overriding engine.models, e.g. classical")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--limit", type=int, default=None, help="first N cases only (spread over subtypes)")
+    ap.add_argument("--seeds-per-cell", type=int, default=None, help="the split's first N seeds only")
+    ap.add_argument("--thickness", choices=["native", "5"], default=None, help="one slice thickness only")
+    ap.add_argument("--subtypes", default=",".join(SUBTYPES))
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
@@ -176,7 +180,8 @@ def main(argv=None) -> int:
     if not args.data.is_dir():
         print(f"real data absent: {args.data} (see ../shared/data/README.md)")
         return 0
-    specs = case_specs(args.split)
+    thicknesses = THICKNESSES if args.thickness is None else ((None,) if args.thickness == "native" else (5.0,))
+    specs = case_specs(args.split, args.seeds_per_cell, thicknesses, tuple(args.subtypes.split(",")))
     if args.limit:
         specs = specs[: args.limit]
     models = [m for m in args.models.split(",") if m] if args.models else None
@@ -185,11 +190,11 @@ def main(argv=None) -> int:
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers, initializer=_init, initargs=init) as pool:
             rows = list(pool.map(run_case, specs))
-            baseline = [] if args.no_baseline else list(pool.map(run_baseline, THICKNESSES))
+            baseline = [] if args.no_baseline else list(pool.map(run_baseline, thicknesses))
     else:
         _init(*init)
         rows = [run_case(s) for s in specs]
-        baseline = [] if args.no_baseline else [run_baseline(t) for t in THICKNESSES]
+        baseline = [] if args.no_baseline else [run_baseline(t) for t in thicknesses]
     summary = summarise(rows)
     print_tables(rows, summary, baseline)
     print(f"{len(rows)} cases in {time.perf_counter() - started:.0f} s")

@@ -70,7 +70,11 @@ class EligibilityConfig:
     # Gaps that lose at most this much coverage in all are tolerated (one thin slice of a 0.625 mm
     # series); a missing 5 mm slice is not.
     max_missing_mm: float = 2.0
+    # Contrast-enhanced series (ContrastBolusAgent set, or enhanced vessels in the images) are not
+    # analysed; false analyses them anyway. The images count as enhanced from this much intracranial
+    # tissue at 120-600 HU away from the skull (ichnode/infer/contrast.py).
     reject_contrast: bool = True
+    contrast_enhanced_ml: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -89,11 +93,26 @@ class ClassicalConfig:
     pv_core_mm: float = 1.5  # a lesion's blood density is read this far inside its edge
     pv_background_mm: float = 3.0  # scale of the local background the fractions are read against
     pv_min_contrast_hu: float = 10.0  # blood must stand this far above its background to count
+    # Real anatomy (docs/models/real-ct.md): denser voxels (bone's partial volume, calcifications,
+    # vessels) are not smoothed into their neighbours; no lesion starts within midline_mm of the
+    # midline (falx, sagittal and straight sinuses) or from a component whose median is under
+    # seed_min_median_hu (unclotted blood of the sinuses and veins, 40-55 HU; acute clot 55-90 HU).
+    smoothing_max_hu: float = 120.0
+    midline_mm: float = 4.0  # 0: off
+    seed_min_median_hu: float = 55.0
     opening_radius_mm: float = 0.0  # > 0 removes hyperdense structures thinner than 2x this
     min_lesion_ml: float = 0.2
     smoothing_sigma_mm: float = 0.7  # at least this much smoothing...
     max_smoothing_sigma_mm: float = 2.0  # ...at most this much...
     target_noise_hu: float = 2.0  # ...chosen to bring the series' noise down to this
+
+
+@dataclass(frozen=True)
+class BlastCtConfig:
+    """BLAST-CT (ichnode.infer.blast_ct): its weights are not shipped, name the folder here."""
+    weights_dir: Path | None = None  # folder with model_1.pt .. model_12.pt (state dicts)
+    members: tuple[int, ...] | str = (1,)  # ensemble members to run (1..12), or "all"
+    device: str | None = None  # auto | cpu | cuda; None: engine.device
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,7 @@ class EngineConfig:
     batch_size: int = 16
     aggregation: str = "max"
     classical: ClassicalConfig = field(default_factory=ClassicalConfig)
+    blast_ct: BlastCtConfig = field(default_factory=BlastCtConfig)
 
 
 @dataclass(frozen=True)
@@ -325,6 +345,10 @@ def _convert(tp, value, source: str, key: str):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
+        if len(args) > 1:  # e.g. tuple[int, ...] | str: the alternative of the value's kind
+            for alternative in args:
+                if (typing.get_origin(alternative) is tuple) == isinstance(value, list):
+                    return _convert(alternative, value, source, key)
         return _convert(args[0], value, source, key)
     if origin is tuple:
         if not isinstance(value, list):
@@ -409,12 +433,18 @@ def _check(config: Config, source: str) -> None:
         raise bad("assembly.quiet_seconds", config.assembly.quiet_seconds, "must be positive")
     if config.assembly.expected_count is not None and config.assembly.expected_count < 1:
         raise bad("assembly.expected_count", config.assembly.expected_count, "must be at least 1")
-    known_models = {"classical", "resnet3d_multitask", "dtvit", "dense_unet", "vgg_wso", "resnet50_cls"}
+    if config.eligibility.contrast_enhanced_ml <= 0:
+        raise bad("eligibility.contrast_enhanced_ml", config.eligibility.contrast_enhanced_ml,
+                  "must be positive (reject_contrast: false turns the check off)")
+    known_models = {"classical", "resnet3d_multitask", "dtvit", "dense_unet", "vgg_wso", "resnet50_cls",
+                    "blast_ct"}
     for i, name in enumerate(config.engine.models):
         if name not in known_models:
             raise bad(f"engine.models[{i}]", name, f"unknown model; known: {sorted(known_models)}")
     if config.engine.device not in ("auto", "cpu", "cuda"):
         raise bad("engine.device", config.engine.device, "must be auto, cpu or cuda")
+    if "blast_ct" in config.engine.models:
+        _check_blast_ct(config.engine.blast_ct, bad)
     if config.engine.batch_size < 1:
         raise bad("engine.batch_size", config.engine.batch_size, "must be at least 1")
     if not re.fullmatch(r"max|mean_top[1-9][0-9]*", config.engine.aggregation):
@@ -430,6 +460,33 @@ def _check(config: Config, source: str) -> None:
         raise bad("sender.max_attempts", config.sender.max_attempts, "must be at least 1")
     _check_triage(config, bad)
     _check_reliability(config, bad)
+
+
+BLAST_CT_MEMBERS = 12
+
+
+def _check_blast_ct(cfg: BlastCtConfig, bad) -> None:
+    """Only when engine.models names blast_ct: its weights must be there at startup."""
+    if cfg.weights_dir is None:
+        raise bad("engine.blast_ct.weights_dir", None, "needed when engine.models names blast_ct: "
+                  "the folder with model_1.pt .. model_12.pt (not shipped with ichnode)")
+    if not cfg.weights_dir.is_dir():
+        raise bad("engine.blast_ct.weights_dir", str(cfg.weights_dir), "no such folder")
+    if isinstance(cfg.members, str):
+        if cfg.members != "all":
+            raise bad("engine.blast_ct.members", cfg.members, 'must be a list of 1..12 or "all"')
+        members = tuple(range(1, BLAST_CT_MEMBERS + 1))
+    else:
+        members = cfg.members
+        if not members or len(set(members)) != len(members) or \
+                not all(1 <= m <= BLAST_CT_MEMBERS for m in members):
+            raise bad("engine.blast_ct.members", list(members),
+                      'must be distinct numbers 1..12 (at least one), or "all"')
+    for m in members:
+        if not (cfg.weights_dir / f"model_{m}.pt").is_file():
+            raise bad("engine.blast_ct.weights_dir", str(cfg.weights_dir), f"has no model_{m}.pt")
+    if cfg.device not in (None, "auto", "cpu", "cuda"):
+        raise bad("engine.blast_ct.device", cfg.device, "must be auto, cpu or cuda (or null: engine.device)")
 
 
 def _check_triage(config: Config, bad) -> None:

@@ -12,9 +12,10 @@ import numpy as np
 import pydicom
 
 # Hemorrhage classes used in label volumes. "ICH" is the class of an engine that cannot tell
-# subtypes apart (the classical engine); the others are the five RSNA subtypes.
+# subtypes apart (the classical engine); the next five are the RSNA subtypes; "EXTRA" is extra-axial
+# hemorrhage of an engine that does not tell SDH from EDH (BLAST-CT).
 SUBTYPES = ("IPH", "IVH", "SAH", "SDH", "EDH")
-ALL_CLASSES = ("ICH",) + SUBTYPES
+ALL_CLASSES = ("ICH",) + SUBTYPES + ("EXTRA",)
 
 
 @dataclass(frozen=True)

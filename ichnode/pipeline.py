@@ -14,7 +14,7 @@ import pydicom
 
 from ichnode import __version__
 from ichnode.audit import Audit
-from ichnode.assemble.eligibility import check_geometry, check_headers
+from ichnode.assemble.eligibility import check_geometry, check_headers, check_images
 from ichnode.assemble.series import Headers, load_volume, read_headers, stack_geometry
 from ichnode.config import Config
 from ichnode.dicom.sender import describe, send
@@ -43,6 +43,7 @@ def analyse_headers(headers: Headers, config: Config, engine: InferenceEngine,
         geometry = stack_geometry(headers, config.eligibility.gap_tolerance)
         check_geometry(geometry, config.eligibility)
         volume = load_volume(headers, geometry)
+        check_images(volume, config.eligibility)
     except NotEligible as exc:
         ordered = tuple(sorted(headers.datasets, key=lambda ds: int(ds.get("InstanceNumber") or 0)))
         return Analysis(volume=None, datasets=ordered, not_analysed=str(exc))

@@ -1,4 +1,5 @@
-"""Is a series an axial non-contrast head CT we can analyse? Pure checks on headers and geometry.
+"""Is a series an axial non-contrast head CT we can analyse? Pure checks on headers, geometry and,
+for contrast, the images.
 
 Each check raises NotEligible with a sentence a radiologist can read in the SR and in `status`.
 """
@@ -8,7 +9,9 @@ import pydicom
 
 from ichnode.assemble.geometry import StackGeometry
 from ichnode.config import EligibilityConfig
+from ichnode.domain import Volume
 from ichnode.errors import NotEligible
+from ichnode.infer.contrast import enhancement_evidence, is_enhanced
 
 
 def check_headers(datasets: tuple[pydicom.Dataset, ...], cfg: EligibilityConfig) -> None:
@@ -50,6 +53,16 @@ def check_geometry(geometry: StackGeometry, cfg: EligibilityConfig) -> None:
     if geometry.coverage_mm < cfg.min_coverage_mm:
         raise NotEligible(f"coverage {geometry.coverage_mm:.0f} mm is less than "
                           f"{cfg.min_coverage_mm:g} mm: not a whole head")
+
+
+def check_images(volume: Volume, cfg: EligibilityConfig) -> None:
+    if not cfg.reject_contrast:
+        return
+    evidence = enhancement_evidence(volume)
+    if is_enhanced(evidence, cfg.contrast_enhanced_ml):
+        raise NotEligible(f"contrast-enhanced series, from the images: "
+                          f"{evidence.sentence(cfg.contrast_enhanced_ml)}; the models are for "
+                          "non-contrast CT (eligibility.reject_contrast: false analyses it anyway)")
 
 
 def _thickness(datasets) -> float | None:

@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 
 from ichnode.assemble.geometry import StackGeometry, analyse_stack, same_orientation
+from ichnode.dicom.cosmetic import repair_cosmetic_values
 from ichnode.domain import Volume
 from ichnode.errors import NotEligible
 
@@ -32,6 +33,7 @@ def read_headers(paths) -> Headers:
             for _ in ds.iterall():
                 pass  # decode every header element now: a damaged one makes the file unreadable
             _check_numbers(ds)
+            repair_cosmetic_values(ds)
         except Exception as exc:  # noqa: BLE001 - per-file boundary: pydicom raises many types on
             # damaged bytes (struct.error, BytesLengthException, KeyError, ...); the file is listed
             # as unreadable with the error, the series goes on without it.
@@ -95,6 +97,7 @@ def load_volume(headers: Headers, geometry: StackGeometry) -> Volume:
     ordered = []
     for z, index in enumerate(geometry.order):
         ds = pydicom.dcmread(headers.paths[index])
+        repair_cosmetic_values(ds)
         try:
             pixels = ds.pixel_array
         except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types

@@ -22,33 +22,17 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 from ichnode import __version__
 from ichnode.config import ClassicalConfig
 from ichnode.domain import Findings, ModelInfo, Volume
+from ichnode.infer.skull import (disk, midline_band, near_bone, normalised_gaussian, per_slice,
+                                 skull_interior, working_step)
 
 WORKING_PIXEL_MM = 1.0  # in-plane resolution used for the cavity mask
 CORE_MIN_VOXELS = 20  # fewer core voxels than this do not give a stable median
-# Open skull rings (_enclosed): a slice with at least MIN_RING_PX bone pixels (working resolution)
-# whose fill covers under OPEN_RING_FRACTION of its bounding ellipse, and whose convex hull has
-# RING_BONE_FRACTION of its edge within RING_GAP_MM of bone. Measured: the phantom's ring opened by
-# the frontal sinus 0.97; the real CQ500 series' face, neck and vertex slices 0.34 to 0.53.
-MIN_RING_PX, OPEN_RING_FRACTION = 200, 0.1
-RING_BONE_FRACTION, RING_GAP_MM = 0.8, 3.0
 _CROSS = ndimage.generate_binary_structure(2, 1)[None]
 _SQUARE = np.ones((1, 3, 3), bool)
-
-
-def _disk(radius_px: float) -> np.ndarray:
-    r = max(1, int(np.ceil(radius_px)))
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    return (yy ** 2 + xx ** 2) <= radius_px ** 2 + 0.5
-
-
-def _per_slice(op, mask: np.ndarray, radius_px: float) -> np.ndarray:
-    """A 2D morphological operation on every slice (slice thickness varies too much for 3D)."""
-    return op(mask, structure=_disk(radius_px)[None, :, :])
 
 
 def _major_components(mask: np.ndarray, fraction: float = 0.05) -> np.ndarray:
@@ -64,58 +48,19 @@ def _major_components(mask: np.ndarray, fraction: float = 0.05) -> np.ndarray:
     return keep[labels]
 
 
-def _convex_interior(mask: np.ndarray) -> np.ndarray:
-    """The pixels inside the convex hull of a 2D mask's pixels."""
-    points = np.argwhere(mask)
-    try:
-        hull = Delaunay(points[ConvexHull(points).vertices])
-    except (QhullError, ValueError):  # collinear or too few points: nothing is enclosed
-        return np.zeros_like(mask)
-    (y0, x0), (y1, x1) = points.min(0), points.max(0) + 1
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    out = np.zeros_like(mask)
-    out[y0:y1, x0:x1] = (hull.find_simplex(np.column_stack([yy.ravel(), xx.ravel()])) >= 0
-                         ).reshape(yy.shape)
-    return out
-
-
-def _enclosed(bone: np.ndarray, closed_bone: np.ndarray, px: float) -> np.ndarray:
-    """What the skull encloses on one slice. A ring the closing could not seal (a sinus or a
-    fracture line through it) encloses nothing to fill; when the skull's convex hull is nearly all
-    bone along its edge (a ring with a gap, not the scattered bone of the face, neck or vertex),
-    the hull stands in, so a hemorrhage on that slice is still looked for."""
-    inside = ndimage.binary_fill_holes(closed_bone) & ~closed_bone
-    if closed_bone.sum() < MIN_RING_PX or inside.sum() >= OPEN_RING_FRACTION * _ellipse_area(closed_bone):
-        return inside
-    hull = _convex_interior(closed_bone)
-    edge = hull & ~ndimage.binary_erosion(hull)
-    near_bone = ndimage.binary_dilation(bone, _disk(RING_GAP_MM / px))
-    if not edge.any() or near_bone[edge].mean() < RING_BONE_FRACTION:
-        return inside
-    return hull & ~closed_bone
-
-
-def _ellipse_area(mask: np.ndarray) -> float:
-    """The area of the ellipse inscribed in a mask's bounding box: about what a skull encloses."""
-    ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
-    return np.pi / 4 * (ys[-1] - ys[0] + 1) * (xs[-1] - xs[0] + 1)
-
-
 def intracranial_mask(hu: np.ndarray, pixel_mm: float, cfg: ClassicalConfig) -> np.ndarray:
     """Soft tissue enclosed by the skull, at working resolution, upsampled back to hu's grid."""
-    step = max(1, int(WORKING_PIXEL_MM // pixel_mm))
+    step = working_step(pixel_mm, WORKING_PIXEL_MM)
     small = hu[:, ::step, ::step]
     px = pixel_mm * step
     bone = small > cfg.bone_hu
-    # Closing bridges sutures, foramina and beam-hardening breaks in the skull ring.
-    closed = _per_slice(ndimage.binary_closing, bone, 4.0 / px)
-    inside = np.stack([_enclosed(b, c, px) for b, c in zip(bone, closed)])
+    inside = skull_interior(bone, px)
     soft = (small >= cfg.brain_hu_low) & (small <= cfg.brain_hu_high + 10)
-    away_from_bone = ~_per_slice(ndimage.binary_dilation, bone, cfg.bone_margin_mm / px)
+    away_from_bone = ~per_slice(ndimage.binary_dilation, bone, cfg.bone_margin_mm / px)
     # Erosion cuts thin bridges (optic canals, partial volume) before picking the brain.
-    core = _per_slice(ndimage.binary_erosion, inside & soft & away_from_bone, 2.0 / px)
+    core = per_slice(ndimage.binary_erosion, inside & soft & away_from_bone, 2.0 / px)
     brain = _major_components(core)
-    brain = _per_slice(ndimage.binary_dilation, brain, 2.0 / px + cfg.bone_margin_mm / px) & inside
+    brain = per_slice(ndimage.binary_dilation, brain, 2.0 / px + cfg.bone_margin_mm / px) & inside
     brain = np.stack([ndimage.binary_fill_holes(s) for s in brain])
     if step > 1:
         brain = np.repeat(np.repeat(brain, step, axis=1), step, axis=2)
@@ -151,17 +96,21 @@ def _smooth_soft_tissue(hu: np.ndarray, sigma_vox, bone_hu: float) -> np.ndarray
     weighting by a soft-tissue mask keeps every smoothed value a mean of soft tissue only.
     """
     weight = ((hu > -100) & (hu < bone_hu)).astype(np.float32)
-    out = _normalised_gaussian(hu, weight, sigma_vox, fill=-1000.0)
+    out = normalised_gaussian(hu, weight, sigma_vox, fill=-1000.0)
     out[weight == 0] = hu[weight == 0]
     return out
 
 
-def _normalised_gaussian(hu: np.ndarray, weight: np.ndarray, sigma_vox, fill: float) -> np.ndarray:
-    """Gaussian mean of hu over the voxels where weight is 1 (normalised convolution); `fill`
-    where none is near."""
-    num = ndimage.gaussian_filter(hu.astype(np.float32, copy=False) * weight, sigma_vox)
-    den = ndimage.gaussian_filter(weight, sigma_vox)
-    return np.divide(num, den, out=np.full_like(num, fill), where=den > 1e-3)
+def _dense_enough(mask: np.ndarray, hu: np.ndarray, min_median_hu: float) -> np.ndarray:
+    """The components of mask whose median density reaches min_median_hu. Acute blood reads 55 to
+    90 HU; the dural sinuses and cortical veins of a non-contrast scan (unclotted blood, 40 to 55 HU)
+    and grey matter lifted by beam hardening only graze the lower end of the blood band."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return mask
+    medians = ndimage.median(hu, labels, np.arange(1, n + 1))
+    keep = np.concatenate([[False], np.asarray(medians) >= min_median_hu])
+    return keep[labels]
 
 
 def _drop_small(mask: np.ndarray, min_voxels: float) -> np.ndarray:
@@ -185,17 +134,17 @@ def _grow_to_local_midpoint(lesions: np.ndarray, hu: np.ndarray, allowed: np.nda
     labels, _ = ndimage.label(lesions, structure=np.ones((3, 3, 3), bool))
     out = lesions.copy()
     pad = int(np.ceil((steps + 1) * ring_px))
-    disk = _disk(ring_px)[None, :, :]
-    grow = np.zeros((3,) + disk.shape[1:], bool)
-    grow[1] = disk[0]
-    grow[(0, 2), disk.shape[1] // 2, disk.shape[2] // 2] = True
+    ring = disk(ring_px)[None, :, :]
+    grow = np.zeros((3,) + ring.shape[1:], bool)
+    grow[1] = ring[0]
+    grow[(0, 2), ring.shape[1] // 2, ring.shape[2] // 2] = True
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         box = tuple(slice(max(0, b.start - p), b.stop + p)
                     for b, p in zip(box, (steps, pad, pad)))
         lesion = labels[box] == index
-        inner = ndimage.binary_dilation(lesion, structure=disk)
+        inner = ndimage.binary_dilation(lesion, structure=ring)
         # The edge voxels themselves are partly blood: the background is read one ring further.
-        outer = ndimage.binary_dilation(inner, structure=disk) & ~inner & allowed[box]
+        outer = ndimage.binary_dilation(inner, structure=ring) & ~inner & allowed[box]
         outer &= ~lesions[box]
         if not outer.any():
             continue
@@ -230,7 +179,7 @@ def _local_background(hu: np.ndarray, tissue: np.ndarray, sigma_vox) -> np.ndarr
     """Mean HU of the tissue around each voxel (normalised convolution over `tissue`)."""
     # Deep inside a large lesion no tissue is near: the tissue's overall median stands in.
     fallback = float(np.median(hu[tissue])) if tissue.any() else np.nan
-    return _normalised_gaussian(hu, tissue.astype(np.float32), sigma_vox, fill=fallback)
+    return normalised_gaussian(hu, tissue.astype(np.float32), sigma_vox, fill=fallback)
 
 
 def _blood_fraction(hu: np.ndarray, blood_hu: float, background: np.ndarray,
@@ -244,7 +193,7 @@ def _blood_fraction(hu: np.ndarray, blood_hu: float, background: np.ndarray,
 def _lesion_density(hu: np.ndarray, lesion: np.ndarray, core_px: float) -> float:
     """Blood HU of a lesion: the median of its core, away from edges that partial volume dilutes
     (a lesion too thin for a core: a high percentile of the whole, for the same reason)."""
-    core = _per_slice(ndimage.binary_erosion, lesion, core_px)
+    core = per_slice(ndimage.binary_erosion, lesion, core_px)
     if core.sum() >= CORE_MIN_VOXELS:
         return float(np.median(hu[core]))
     return float(np.percentile(hu[lesion], 90))
@@ -308,19 +257,22 @@ class ClassicalEngine:
         dz, dy, dx = volume.spacing_mm
         cavity = intracranial_mask(volume.hu, dy, cfg)
         sigma = smoothing_sigma_mm(volume.hu, cavity, volume.spacing_mm, cfg)
-        hu = _smooth_soft_tissue(volume.hu, (sigma / dz, sigma / dy, sigma / dx), cfg.bone_hu)
+        hu = _smooth_soft_tissue(volume.hu, (sigma / dz, sigma / dy, sigma / dx), cfg.smoothing_max_hu)
         blood = (hu >= cfg.blood_hu_low) & (hu <= cfg.blood_hu_high) & cavity
         # Voxels next to bone are partly bone (partial volume) and look like blood: they may only
         # extend a collection that is already there (SDH, EDH), never start one.
-        rim = _per_slice(ndimage.binary_dilation, volume.hu > cfg.bone_hu, cfg.bone_rim_mm / dy)
+        rim = near_bone(volume.hu > cfg.bone_hu, volume.spacing_mm, cfg.bone_rim_mm)
         hyperdense = blood & ~rim
+        if cfg.midline_mm > 0:
+            hyperdense &= ~midline_band(hu, cavity, volume.spacing_mm, cfg.midline_mm)
         if cfg.opening_radius_mm > 0:
-            hyperdense = _per_slice(ndimage.binary_opening, hyperdense, cfg.opening_radius_mm / dy)
+            hyperdense = per_slice(ndimage.binary_opening, hyperdense, cfg.opening_radius_mm / dy)
         lesions = _drop_small(hyperdense, cfg.min_lesion_ml / volume.voxel_ml)
+        lesions = _dense_enough(lesions, hu, cfg.seed_min_median_hu)
         # Grow collections into the rim up to the bone: voxels that mix blood and bone read
         # above the blood band but belong to the collection (its volume counts them).
         rim_blood = rim & (hu >= cfg.blood_hu_low) & (volume.hu <= cfg.bone_hu)
-        lesions |= _per_slice(ndimage.binary_dilation, lesions, cfg.bone_rim_mm / dy) & (blood | rim_blood)
+        lesions |= per_slice(ndimage.binary_dilation, lesions, cfg.bone_rim_mm / dy) & (blood | rim_blood)
         lesions = _grow_to_local_midpoint(lesions, hu, cavity & (volume.hu <= cfg.bone_hu),
                                           cfg.edge_ring_mm / dy, cfg.edge_min_hu, cfg.edge_steps)
         if cfg.pv_reach_mm > 0:  # 0 turns the partial-volume sizing off

@@ -14,11 +14,16 @@ from ichnode.infer.classical import ClassicalEngine
 
 def build_models(config: EngineConfig, weights_dir=None) -> list[Engine]:
     """One engine per configured name. The deep models (ichnode.infer.deep) load their shipped weights;
-    a model without weights becomes the classical engine (warning logged), kept only once."""
+    a model without weights becomes the classical engine (warning logged), kept only once. BLAST-CT
+    loads engine.blast_ct.weights_dir; missing weights are a ConfigError, never a fallback."""
     models: list[Engine] = []
     for name in config.models:
         if name == "classical":
             model: Engine = ClassicalEngine(config.classical)
+        elif name == "blast_ct":
+            from ichnode.infer.blast_ct import BlastCtEngine  # weights from engine.blast_ct.weights_dir
+
+            model = BlastCtEngine(config)
         else:
             from ichnode.infer.deep import build_deep  # torch is imported only when a model needs it
 

@@ -39,6 +39,17 @@ UNIT_MM = codes.UCUM.Millimeter
 UNIT_ONE = codes.UCUM.NoUnits  # "1"
 UNIT_RATIO = codes.UCUM.Ratio  # "{ratio}"
 
+# --- private concepts (no standard code known) ---------------------------------------------------
+SCHEME = "99ICHNODE"
+CODING_SCHEME = CodingSchemeIdentificationItem(
+    designator=SCHEME, name="ichnode local concepts", responsible_organization="ichnode"
+)
+
+
+def _local(value: str, meaning: str) -> Code:
+    return Code(value, SCHEME, meaning)
+
+
 # --- hemorrhage classes --------------------------------------------------------------------------
 # Codes as given in the project brief. Only 1386000 could be checked against pydicom's dictionary
 # ("Intracranial hemorrhage (disorder)"); the others are not in it and are unverified here.
@@ -53,9 +64,13 @@ CLASS_CODES: dict[str, Code] = {
     "SAH": Code("21454007", "SCT", "Subarachnoid hemorrhage"),
     "SDH": Code("35486000", "SCT", "Subdural hemorrhage"),
     "EDH": Code("68762000", "SCT", "Extradural hemorrhage"),
+    # No SNOMED CT concept for extra-axial hemorrhage (subdural or epidural) was found in pydicom's
+    # dictionary or verified elsewhere: a local concept, whose meaning says what it covers.
+    "EXTRA": _local("EXTRAAXIAL", "Extra-axial hemorrhage (SDH or EDH, not told apart)"),
 }
 # Anatomic site per class (SEG anatomic region, SR finding site).
-CLASS_SITES: dict[str, Code] = {c: BRAIN for c in ALL_CLASSES} | {"IVH": BRAIN_VENTRICLE}
+CLASS_SITES: dict[str, Code] = {c: BRAIN for c in ALL_CLASSES} | {"IVH": BRAIN_VENTRICLE,
+                                                                   "EXTRA": codes.SCT.CranialCavity}
 CLASS_NAMES: dict[str, str] = {
     "ICH": "Intracranial hemorrhage",
     "IPH": "Intraparenchymal hemorrhage",
@@ -63,19 +78,9 @@ CLASS_NAMES: dict[str, str] = {
     "SAH": "Subarachnoid hemorrhage",
     "SDH": "Subdural hemorrhage",
     "EDH": "Epidural hemorrhage",
+    "EXTRA": "Extra-axial hemorrhage (SDH or EDH, not told apart)",
 }
 assert set(CLASS_CODES) == set(ALL_CLASSES) == set(CLASS_NAMES)
-
-# --- private concepts (no standard code known) ---------------------------------------------------
-SCHEME = "99ICHNODE"
-CODING_SCHEME = CodingSchemeIdentificationItem(
-    designator=SCHEME, name="ichnode local concepts", responsible_organization="ichnode"
-)
-
-
-def _local(value: str, meaning: str) -> Code:
-    return Code(value, SCHEME, meaning)
-
 
 USAGE_NOTICE = _local("NOTICE", "Usage notice")
 NOT_FOR_DIAGNOSTIC_USE = _local("NOTDX", NOTICE)

@@ -20,6 +20,7 @@ CLASS_COLORS: dict[str, tuple[int, int, int]] = {
     "SAH": (255, 200, 0),
     "SDH": (0, 255, 0),
     "EDH": (255, 0, 255),
+    "EXTRA": (0, 255, 160),  # extra-axial, SDH or EDH not told apart: between their two hues
 }
 BANNER_FG = (255, 255, 0)
 BANNER_BG = (0, 0, 0)

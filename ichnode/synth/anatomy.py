@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import anatomy_details as _details
+
 # Tissue labels; index into LUT_HU for the nominal (noise-free) Hounsfield value.
 AIR, SCALP, BONE, DIPLOE, CSF, GM, WM, DURA, DEEP, STEM, CEREB, FAT, GLOBE, AIRCELL, BLOOD = range(15)
 LABEL_NAMES = ("air", "scalp", "bone", "diploe", "csf", "grey", "white", "dura", "deep_grey",
                "brainstem", "cerebellum", "fat", "globe", "air_cells", "blood")
 LUT_HU = np.array([-1000, 40, 1350, 750, 5, 38, 28, 45, 36, 31, 37, -90, 12, -550, 65], np.float32)
+# Labels of anatomy_details (sinuses, calcifications, head holder) come after BLOOD.
+LABEL_NAMES = LABEL_NAMES + _details.DETAIL_NAMES
+LUT_HU = np.concatenate([LUT_HU, np.asarray(_details.DETAIL_HU, np.float32)])
 BRAIN_LABELS = (GM, WM, DEEP, STEM, CEREB)
 BONE_LABELS = (BONE, DIPLOE)
 
@@ -38,7 +43,7 @@ class Anatomy:
     """One synthetic head. The seed varies head size and sulcal pattern slightly; vscale dilates
     the ventricles (used when intraventricular blood casts them)."""
 
-    def __init__(self, seed: int = 0, vscale: float = 1.0):
+    def __init__(self, seed: int = 0, vscale: float = 1.0, details: bool = True):
         rng = np.random.default_rng([int(seed), 101])
         self.seed, self.vscale = int(seed), float(vscale)
         self.semi = np.array([75.0, 92.5, 105.0]) * (1.0 + 0.03 * rng.uniform(-1, 1))
@@ -46,9 +51,12 @@ class Anatomy:
         # reach from the surface ~14 mm into the cortex, like gyri seen on axial CT.
         self.sulci = self._waves(rng, 8, 16.0, 22.0)
         self.folia = self._waves(rng, 4, 7.0, 9.0)
+        # Sinuses, calcifications, holder, cupping and streaks (own random stream: the plain
+        # head and the hemorrhage do not change with them). None: the plain phantom.
+        self.details = _details.Details(self, self.seed) if details else None
 
     def with_vscale(self, vscale: float) -> "Anatomy":
-        return Anatomy(self.seed, vscale)
+        return Anatomy(self.seed, vscale, self.details is not None)
 
     @staticmethod
     def _waves(rng, n, lo, hi):
@@ -160,10 +168,20 @@ class Anatomy:
     # --- rendering ---------------------------------------------------------------------------
     def labels(self, blk) -> np.ndarray:
         """Tissue labels (uint8) for the planes of a Block (see phantom.Block)."""
+        return self.render(blk, field=False)[0]
+
+    def render(self, blk, field: bool = True):
+        """(labels, extra): tissue labels (uint8) for the planes of a Block and, if field and the
+        details are on, the HU offsets of beam hardening (cupping under the inner table, streaks
+        between the petrous bones), float32 of the same shape; else None."""
         lab = np.zeros(blk.shape, np.uint8)
+        det = self.details
+        extra = np.zeros(blk.shape, np.float32) if (field and det is not None) else None
+        if det is not None:
+            det.paint_holder(blk, lab, self._paint)
         sl = blk.box(*self.head_box())
         if sl is None:
-            return lab
+            return lab, extra
         X, Y, Z = blk.cut(sl)
         view = lab[sl]
         d = self.depth(X, Y, Z)
@@ -190,10 +208,20 @@ class Anatomy:
         view[brain & self.fissure(X, Y, Z, 5.5)] = GM  # medial cortex
         view[np.broadcast_to(self.csf_space(X, Y, Z, 1.0, h, f), view.shape)] = CSF
         view[brain & self.fissure(X, Y, Z, 0.6) & (h >= 1.5) & ~self.infratentorial(X, Y, Z)] = DURA  # falx
+        if extra is not None:
+            extra[sl] += np.broadcast_to(det.cupping(h), view.shape)
         self._deep(blk, lab)
         self._fossa(blk, lab)
         self._base(blk, lab)
-        return lab
+        if det is not None:
+            det.paint(blk, lab, self._paint)
+            if extra is not None:
+                ss = blk.box(*det.streak_box())
+                if ss is not None:
+                    Xs, Ys, Zs = blk.cut(ss)
+                    hs = self.inner(Xs, Ys, Zs)[1]
+                    extra[ss] += np.where(hs >= 0, det.streaks(Xs, Ys, Zs), np.float32(0))
+        return lab, extra
 
     def _paint(self, blk, lab, lo, hi, fn, value, only=None):
         sl = blk.box(np.asarray(lo, float), np.asarray(hi, float))

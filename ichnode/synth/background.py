@@ -19,8 +19,9 @@ from ..domain import Volume
 
 BONE_HU = 300.0  # inner table and calcification; blood never goes here
 SKULL_HU = 600.0  # dense bone: enhancement removal stays clear of it
-ENHANCED_HU = 90.0  # intracranial non-bone voxels above this (local mean) are contrast-enhanced
-BLOOD_POOL_HU = 45.0  # non-contrast blood in vessels and sinuses
+ENHANCED_HU = 60.0  # intracranial non-bone voxels above this (local mean) are contrast-enhanced:
+# arteries and sinuses (120-500 HU) but also dura, falx, tentorium and cortical veins (55-90 HU)
+BLOOD_POOL_HU = 50.0  # non-contrast blood in vessels and sinuses (40-60 HU)
 CSF_HU, BRAIN_HU = 8.0, 34.0  # fraction of CSF in a voxel is interpolated between these
 _COARSE = (2, 4, 4)  # block size of the coarse grid used to find the cavity (about 1.2 x 1.8 x 1.8 mm)
 

@@ -22,7 +22,8 @@ SUBTYPES = ("iph", "ivh", "sah", "sdh", "edh", "none")
 LOCATIONS = ("deep", "lobar", "infratentorial")
 PAD_HU = -3024  # outside the reconstruction circle; stored -2000 with intercept -1024
 NOISE_HU = 6.0
-PSF_MM = 0.4  # in-plane blur (sigma) of a standard head kernel
+PSF_MM = 0.55  # in-plane blur (sigma): skull and skin edges as wide as on the real series (was 0.4)
+SUB_MM = 1.25  # most spacing of the sub-planes that average a thick slice
 _CHUNK_POINTS = 1_500_000  # bound on voxels evaluated at once (memory)
 
 
@@ -247,11 +248,16 @@ def _noise_gain(sigma_px: float) -> float:
     return float(np.sqrt(np.sum(ndimage.gaussian_filter(delta, sigma_px) ** 2)))
 
 
-def make_phantom(spec: SynthSpec) -> Phantom:
+def make_phantom(spec: SynthSpec, details: bool = True) -> Phantom:
     """Render the head and hemorrhage for spec on the grid of the series to be written
-    (deterministic in spec; the hemorrhage scaled to spec.volume_ml within ~1.5%)."""
+    (deterministic in spec; the hemorrhage scaled to spec.volume_ml within ~1.5%).
+
+    details (default) adds what real head CT has and the plain head lacks (anatomy_details:
+    dural sinuses, falx and tentorium density, physiological calcifications, the head holder,
+    cupping under the inner table and streaks between the petrous bones); they are anatomy, so
+    the hemorrhage, its mask and truth are the same with and without them."""
     grid = make_grid(spec)
-    anat = Anatomy(spec.seed)
+    anat = Anatomy(spec.seed, details=details)
     lesion = make_lesion(spec, anat, np.random.default_rng([spec.seed, 7]))
     s, info, lut = 1.0, {}, LUT_HU.copy()
     if lesion is not None:
@@ -261,10 +267,14 @@ def make_phantom(spec: SynthSpec) -> Phantom:
                           stacklevel=2)
         anat = anat.with_vscale(lesion.vscale(s))  # IVH casts dilate the ventricles
         info, lut[BLOOD] = dict(lesion.info, scale=round(s, 5)), lesion.blood_hu
-    # Thick slices average the anatomy across their thickness (through-plane partial volume).
+    if anat.details is not None:
+        anat.details.lut(lut)
+    # Thick slices average the anatomy across their thickness (through-plane partial volume):
+    # sub-planes at most SUB_MM apart (odd count, the middle one at the slice centre carries
+    # the labels and truth), so bone enters the first and last slices of the vault.
     dn = grid.spacing_mm[0]
-    nsub = 3 if dn >= 1.5 else 1
-    offsets = [0.0] if nsub == 1 else [-dn / 3.0, 0.0, dn / 3.0]
+    nsub = 1 if dn < 1.5 else max(3, 2 * int(math.ceil((dn / SUB_MM - 1) / 2)) + 1)
+    offsets = [((i + 0.5) / nsub - 0.5) * dn for i in range(nsub)]
     nz, ny, nx = grid.shape
     hu = np.empty(grid.shape, np.int16)
     labels = np.empty(grid.shape, np.uint8)
@@ -274,7 +284,7 @@ def make_phantom(spec: SynthSpec) -> Phantom:
     yy, xx = np.ogrid[:ny, :nx]
     outside = np.hypot((yy - (ny - 1) / 2) * grid.dy, (xx - (nx - 1) / 2) * grid.dx) > spec.fov_mm / 2
     for k0, k1, blk in grid.blocks(offsets):
-        lab = anat.labels(blk)
+        lab, extra = anat.render(blk)
         if lesion is not None:
             sl = blk.box(*lesion.box(s))
             if sl is not None:
@@ -282,7 +292,10 @@ def make_phantom(spec: SynthSpec) -> Phantom:
                 view[np.broadcast_to(lesion.mask(*blk.cut(sl), s), view.shape)] = BLOOD
         lab = lab.reshape(k1 - k0, nsub, ny, nx)
         labels[k0:k1] = lab[:, nsub // 2]
-        img = lut[lab].mean(axis=1)
+        img = lut[lab]
+        if extra is not None:
+            img += extra.reshape(lab.shape)
+        img = img.reshape(k1 - k0, nsub, ny, nx).mean(axis=1)
         img = ndimage.gaussian_filter(img, (0, psf_px, psf_px), truncate=3.0)
         noise = np.stack([np.random.default_rng([spec.seed, 3, k]).standard_normal((ny, nx), np.float32)
                           for k in range(k0, k1)])

@@ -2,7 +2,8 @@
 import numpy as np
 
 from ichnode.config import load_config
-from ichnode.infer.classical import ClassicalEngine, _enclosed
+from ichnode.infer.classical import ClassicalEngine
+from ichnode.infer.skull import enclosed as _enclosed
 from ichnode.synth.phantom import SynthSpec, make_phantom
 
 PX = 1.0  # mm per pixel of the drawn slices

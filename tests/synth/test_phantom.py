@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from ichnode.synth import SynthSpec, make_phantom, write_series
 from ichnode.synth import anatomy as an
+from ichnode.synth import anatomy_details as det
 
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 SUBTYPES = ("iph", "ivh", "sah", "sdh", "edh")
@@ -91,8 +92,8 @@ def test_tissue_attenuation_is_head_like():
     assert -5 <= np.median(hu[csf_core]) <= 20  # mean: tangential cuts near the vertex are bone-blurred
     wm_core = ndimage.binary_erosion(lab == an.WM, np.ones((3, 7, 7), bool))
     assert 4 <= hu[wm_core].std() <= 8  # ~6 HU noise
-    # Head size: ~150 mm wide, ~185 mm long at the widest level.
-    head = lab[ph.hu.shape[0] // 2] != an.AIR
+    # Head size: ~150 mm wide, ~185 mm long at the widest level (the head holder is not head).
+    head = ~np.isin(lab[ph.hu.shape[0] // 2], (an.AIR, det.HOLDER, det.CUSHION))
     rows, cols = np.nonzero(head)
     assert 140 <= (np.ptp(cols) + 1) * ph.spacing_mm[2] <= 165
     assert 175 <= (np.ptp(rows) + 1) * ph.spacing_mm[1] <= 200
@@ -215,3 +216,109 @@ def test_to_volume():
     vol = ph.to_volume()
     assert vol.hu.dtype == np.float32 and vol.hu.shape == ph.hu.shape
     assert vol.spacing_mm == ph.spacing_mm and vol.voxel_ml == pytest.approx(ph.grid.voxel_ml)
+
+
+# --- details from the real series' statistics (anatomy_details.py, docs/models/real-ct.md) -------
+DETAIL_SEED = 22  # pineal, both glomus calcifications and a falx plaque are drawn for this seed
+
+
+@pytest.fixture(scope="module")
+def detailed():
+    """The same SDH phantom with and without the anatomy details, 1.25 mm slices."""
+    spec = SynthSpec(subtype="sdh", volume_ml=12, matrix=192, thickness_mm=1.25, seed=DETAIL_SEED)
+    return make_phantom(spec), make_phantom(spec, details=False)
+
+
+def _world(ph, idx):
+    return ph.grid.world(idx).astype(np.float32).T
+
+
+def _depths(ph):
+    """Depth below the inner table or floor (h) of every voxel centre, (z, y, x)."""
+    grid = ph.grid
+    k, i, j = np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij")
+    X, Y, Z = _world(ph, np.stack([k.ravel(), i.ravel(), j.ravel()], 1))
+    return an.Anatomy(ph.spec.seed).inner(X, Y, Z)[1].reshape(grid.shape)
+
+
+def test_details_leave_the_hemorrhage_unchanged(detailed):
+    full, plain = detailed
+    assert np.array_equal(full.mask, plain.mask) and full.truth() == plain.truth()
+    assert np.array_equal(full.labels == an.BLOOD, full.mask)  # blood stays blood over the anatomy
+    for subtype in ("iph", "ivh", "sah", "edh"):
+        spec = SynthSpec(subtype=subtype, volume_ml=6, matrix=96, seed=DETAIL_SEED)
+        a, b = make_phantom(spec), make_phantom(spec, details=False)
+        assert np.array_equal(a.mask, b.mask) and a.truth() == b.truth(), subtype
+
+
+def test_sinuses_and_dura_at_non_contrast_density(detailed):
+    full, _ = detailed
+    d = an.Anatomy(DETAIL_SEED).details
+    lab, hu = full.labels, full.hu
+    sinus = lab == det.SINUS
+    assert 45 <= d.sinus_hu <= 60 and 40 <= d.dura_hu <= 55
+    assert sinus.sum() * full.grid.voxel_ml > 5.0  # SSS, transverse, sigmoid, straight sinus, torcula
+    bone_near = ndimage.binary_dilation(np.isin(lab, an.BONE_LABELS), np.ones((1, 3, 3), bool))
+    core = ndimage.binary_erosion(sinus, np.ones((1, 3, 3), bool)) & ~bone_near
+    assert 42 <= np.median(hu[core]) <= 68, np.median(hu[core])
+    # Where the sinuses lie: the SSS at the midline under the vault, the transverse sinuses on
+    # both sides low at the back.
+    idx = np.argwhere(sinus)
+    X, Y, Z = _world(full, idx)
+    assert np.any((np.abs(X) < 3) & (Z > 50)) and np.any((np.abs(X) < 3) & (Y < -40) & (Z > 20))
+    for s in (-1, 1):
+        assert np.any((s * X > 25) & (Y > 30) & (Z < -20)), s
+    # Falx and tentorium: thin dural sheets denser than the CSF around them.
+    csf_core = ndimage.binary_erosion(lab == an.CSF, np.ones((1, 3, 3), bool))
+    assert np.median(hu[lab == an.DURA]) > np.median(hu[csf_core]) + 10
+
+
+def test_calcifications_follow_the_seed(detailed):
+    full, _ = detailed
+    d = an.Anatomy(DETAIL_SEED).details
+    assert d.pineal and d.glomus[-1][0] and d.glomus[1][0] and d.falx_plaque
+    calc = full.labels == det.CALC
+    X, Y, Z = _world(full, np.argwhere(calc))
+    hu = full.hu[calc]
+    pineal = (np.abs(X) < 5) & (np.abs(Y - 15.5) < 6) & (np.abs(Z - 2) < 6)
+    assert pineal.sum() * full.grid.voxel_ml > 0.005 and hu[pineal].max() > 100
+    for s in (-1, 1):  # glomus in both atria
+        glomus = (s * X > 8) & (s * X < 23) & (Y > 22) & (Y < 42)
+        assert glomus.any() and hu[glomus].max() > 100, s
+    assert 150 <= d.calc_hu <= 350 and np.any(full.labels == det.PLAQUE)
+    # A seed without a pineal calcification has none.
+    other = next(s for s in range(50) if not an.Anatomy(s).details.pineal)
+    ph = make_phantom(SynthSpec(subtype="none", matrix=96, thickness_mm=2.5, seed=other))
+    X, Y, Z = _world(ph, np.argwhere(ph.labels == det.CALC))
+    assert not np.any((np.abs(X) < 5) & (np.abs(Y - 15.5) < 6) & (np.abs(Z - 2) < 6))
+
+
+def test_head_holder_outside_the_head(detailed):
+    full, plain = detailed
+    anat = an.Anatomy(DETAIL_SEED)
+    for label, lo, hi in ((det.HOLDER, 200, 420), (det.CUSHION, -700, -400)):
+        m = full.labels == label
+        assert m.any() and not np.any(plain.labels == label)
+        X, Y, Z = _world(full, np.argwhere(m))
+        assert anat.depth(X, Y, Z).max() < -5.0  # 5 mm clear of the skin, far from the cavity
+        assert Y.mean() > 0  # behind the head (patient supine)
+        assert lo <= np.median(full.hu[m]) <= hi, (label, np.median(full.hu[m]))
+    # The shell arms peak like the real holder (315-367 HU measured).
+    assert 280 <= np.percentile(full.hu[full.labels == det.HOLDER], 95) <= 420
+
+
+def test_cupping_and_streaks(detailed):
+    full, plain = detailed
+    h = _depths(full)
+    diff = full.hu.astype(np.float32) - plain.hu  # same noise: the difference is the details
+    changed = ndimage.binary_dilation(full.labels != plain.labels, np.ones((3, 5, 5), bool))
+    brain = np.isin(full.labels, an.BRAIN_LABELS) & ~changed  # away from sinuses, calcifications
+    shallow, deep = brain & (h > 2) & (h < 3), brain & (h > 35)
+    assert 4 <= np.median(diff[shallow]) <= 13, np.median(diff[shallow])  # measured +9..13 HU at 2-3 mm
+    assert abs(np.median(diff[deep])) <= 1
+    # Streaks in the posterior fossa at the petrous level, none high in the head.
+    Z = full.grid.positions[:, 2][:, None, None]
+    infra = brain & (np.abs(Z + 44) < 6) & (h > 12)
+    assert np.percentile(diff[infra], 2) < -4  # the dark band between the petrous bones
+    high = deep & (Z > 30)
+    assert np.abs(diff[high]).max() <= 2
