@@ -6,6 +6,8 @@ x seeds. Split (so figures tuned on one set are confirmed on another):
   tuning   seeds 0-4, not mirrored, no shift; locations drawn by seed
   heldout  seeds 100-104, odd seeds mirrored, a seeded shift of up to 6 mm per axis; locations drawn by
            seed, IPH cycling through all three locations and irregular shapes on even seeds
+  final    seeds 200-204, drawn as heldout; run only on the finished engine (heldout's first run
+           led to two engine changes, docs/models/real-ct.md)
 Per case: found (at least half the inserted blood volume under the engine's label mask), volume error
 (engine volume of the connected components overlapping truth vs truth; and total), false-positive volume
 (engine voxels farther than 2 mm from any truth voxel). The engine also runs on the lesion-free
@@ -40,7 +42,7 @@ DATA = REPO.parent / "shared" / "data" / "cq500-ct0"
 SUBTYPES = ("iph", "ivh", "sah", "sdh", "edh")
 VOLUMES = (5.0, 15.0, 30.0)
 THICKNESSES = (None, 5.0)  # None: the native 0.625 mm slices
-SEEDS = {"tuning": range(0, 5), "heldout": range(100, 105)}
+SEEDS = {"tuning": range(0, 5), "heldout": range(100, 105), "final": range(200, 205)}
 FP_DISTANCE_MM = 2.0
 WITHIN = 0.20
 
@@ -48,12 +50,12 @@ _STATE: dict = {}
 
 
 def case_specs(split: str, seeds_per_cell: int | None = None, thicknesses=THICKNESSES,
-               subtypes=SUBTYPES) -> list[InsertSpec]:
+               subtypes=SUBTYPES, volumes=VOLUMES) -> list[InsertSpec]:
     seeds = list(SEEDS[split])[:seeds_per_cell] if seeds_per_cell else list(SEEDS[split])
     specs = []
-    for seed, volume, thickness, subtype in itertools.product(seeds, VOLUMES, thicknesses, subtypes):
+    for seed, volume, thickness, subtype in itertools.product(seeds, volumes, thicknesses, subtypes):
         extra = {}
-        if split == "heldout":
+        if split in ("heldout", "final"):
             rng = np.random.default_rng([seed, 17])
             extra = {"mirror": bool(seed % 2), "shift_mm": tuple(np.round(rng.uniform(-6, 6, 3), 1))}
             if subtype == "iph":
@@ -173,6 +175,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds-per-cell", type=int, default=None, help="the split's first N seeds only")
     ap.add_argument("--thickness", choices=["native", "5"], default=None, help="one slice thickness only")
     ap.add_argument("--subtypes", default=",".join(SUBTYPES))
+    ap.add_argument("--volumes", default=",".join(f"{v:g}" for v in VOLUMES), help="mL, e.g. 15,30")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
@@ -181,7 +184,8 @@ def main(argv=None) -> int:
         print(f"real data absent: {args.data} (see ../shared/data/README.md)")
         return 0
     thicknesses = THICKNESSES if args.thickness is None else ((None,) if args.thickness == "native" else (5.0,))
-    specs = case_specs(args.split, args.seeds_per_cell, thicknesses, tuple(args.subtypes.split(",")))
+    specs = case_specs(args.split, args.seeds_per_cell, thicknesses, tuple(args.subtypes.split(",")),
+                       tuple(float(v) for v in args.volumes.split(",")))
     if args.limit:
         specs = specs[: args.limit]
     models = [m for m in args.models.split(",") if m] if args.models else None

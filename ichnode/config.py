@@ -99,7 +99,7 @@ class ClassicalConfig:
     # seed_min_median_hu (unclotted blood of the sinuses and veins, 40-55 HU; acute clot 55-90 HU).
     smoothing_max_hu: float = 120.0
     midline_mm: float = 4.0  # 0: off
-    seed_min_median_hu: float = 55.0
+    seed_min_median_hu: float = 55.0  # on slices thicker than 3 mm, 2 HU less (see classical.py)
     opening_radius_mm: float = 0.0  # > 0 removes hyperdense structures thinner than 2x this
     min_lesion_ml: float = 0.2
     smoothing_sigma_mm: float = 0.7  # at least this much smoothing...

@@ -25,7 +25,7 @@ def _process(out: Path, config: Path | None = None) -> subprocess.CompletedProce
         pytest.skip(f"real data absent: {CQ500} (see ../shared/data/README.md)")
     args = [sys.executable, "-m", "ichnode.cli", "process", str(CQ500), "-o", str(out)]
     if config is not None:
-        args[3:3] = ["-c", str(config)]
+        args[4:4] = ["-c", str(config)]
     result = subprocess.run(args, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return result

@@ -52,7 +52,7 @@ def enhancement_evidence(volume: Volume) -> ContrastEvidence:
     inside = skull_interior(skull, px)
     area = inside.sum(axis=(1, 2))
     wide = area >= WIDE_SLICE_FRACTION * max(int(area.max()), 1)
-    near_skull = near_bone(skull, (dz, px, px), CLEARANCE_MM)
+    near_skull = near_bone(skull, (dz, px, px), CLEARANCE_MM, widen_neighbours=True)
     region = inside & ~near_skull & wide[:, None, None]
     if not region.any():
         return ContrastEvidence(0.0, float("nan"))

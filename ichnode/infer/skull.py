@@ -70,13 +70,11 @@ def enclosed(bone: np.ndarray, closed_bone: np.ndarray, px: float) -> np.ndarray
     return hull & ~closed_bone
 
 
-def _skull(bone: np.ndarray, fraction: float = 0.1) -> np.ndarray:
-    """The skull among dense voxels: 3D components at least `fraction` of the largest. The head
-    holder's arms (about 340 HU, 2-3 cm outside the scalp on the real series) and calcifications
-    are separate and small; a holder kept in would widen the hull of an open ring."""
-    labels, n = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
-    if n <= 1:
-        return bone
+def major_components(mask: np.ndarray, fraction: float, structure=None) -> np.ndarray:
+    """The connected components of mask at least `fraction` of the largest."""
+    labels, n = ndimage.label(mask, structure=structure)
+    if n == 0:
+        return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     keep = sizes >= fraction * sizes.max()
@@ -84,24 +82,31 @@ def _skull(bone: np.ndarray, fraction: float = 0.1) -> np.ndarray:
     return keep[labels]
 
 
+def skull_only(bone: np.ndarray) -> np.ndarray:
+    """The skull among dense voxels. The head holder's arms (about 340 HU, 2-3 cm outside the scalp
+    on the real series) and calcifications are separate and small; a holder kept in would widen
+    the hull of an open ring."""
+    return major_components(bone, 0.1, structure=np.ones((3, 3, 3), bool))
+
+
 def skull_interior(bone: np.ndarray, px: float) -> np.ndarray:
-    """Per slice, what the skull in a bone mask encloses; closing first bridges sutures, foramina
-    and beam-hardening breaks in the ring."""
-    bone = _skull(bone)
+    """Per slice, what a bone mask encloses; closing first bridges sutures, foramina and
+    beam-hardening breaks in the ring."""
     closed = per_slice(ndimage.binary_closing, bone, 4.0 / px)
     return np.stack([enclosed(b, c, px) for b, c in zip(bone, closed)])
 
 
-def near_bone(bone: np.ndarray, spacing_mm, reach_mm: float) -> np.ndarray:
-    """Voxels within reach_mm of bone in-plane, on their own slice or, where slices are thicker than
-    reach_mm, on the next slice up or down: a thick slice that cuts the skull tangentially (vertex,
-    orbital roofs, petrous ridges, tentorial notch) holds bone's partial volume over a wide area
-    whose own voxels stay under the bone threshold."""
-    reach = bone.copy()
+def near_bone(bone: np.ndarray, spacing_mm, reach_mm: float, widen_neighbours: bool = False) -> np.ndarray:
+    """Voxels within reach_mm of bone in-plane and, where slices are thicker than reach_mm, under
+    bone on the next slice up or down (within reach_mm of it with widen_neighbours): a thick slice
+    that cuts the skull tangentially (vertex, orbital roofs, petrous ridges) holds bone's partial
+    volume wherever its neighbour has bone, though its own voxels stay under the bone threshold."""
+    near = per_slice(ndimage.binary_dilation, bone, reach_mm / spacing_mm[1])
     if spacing_mm[0] > reach_mm:
-        reach[1:] |= bone[:-1]
-        reach[:-1] |= bone[1:]
-    return per_slice(ndimage.binary_dilation, reach, reach_mm / spacing_mm[1])
+        neighbours = near.copy() if widen_neighbours else bone
+        near[1:] |= neighbours[:-1]
+        near[:-1] |= neighbours[1:]
+    return near
 
 
 def working_step(pixel_mm: float, working_mm: float = 1.0) -> int:
@@ -143,13 +148,10 @@ def _falx_curve(hu_slice: np.ndarray, cavity_slice: np.ndarray, centre: np.ndarr
     rows = np.nonzero(cavity_slice.any(axis=1))[0]
     if len(rows) < 20:
         return None
-    peaks = []
-    for r in rows:
-        lo = int(max(0, round(centre[r]) - search_px))
-        hi = int(min(hu_slice.shape[1], round(centre[r]) + search_px + 1))
-        segment = np.where(cavity_slice[r, lo:hi], hu_slice[r, lo:hi], -np.inf)
-        peaks.append(lo + int(np.argmax(segment)))
-    peaks = np.asarray(peaks, float)
+    offsets = np.arange(-search_px, search_px + 1)
+    cols = np.clip(np.round(centre[rows]).astype(int)[:, None] + offsets, 0, hu_slice.shape[1] - 1)
+    values = np.where(cavity_slice[rows[:, None], cols], hu_slice[rows[:, None], cols], -np.inf)
+    peaks = cols[np.arange(len(rows)), np.argmax(values, axis=1)].astype(float)
     coef = np.polyfit(rows, peaks, 2)
     residual = np.abs(peaks - np.polyval(coef, rows))
     keep = residual <= 3.0 * np.median(residual) + 1.0

@@ -148,6 +148,20 @@ def _encode_jpeg_lossless(paths: list[Path]) -> None:
         reap(*r)
 
 
+def save_ct_slice(ds: Dataset, hu: np.ndarray, path: Path) -> Path:
+    """One CT image: HU stored as int16 with the rescale intercept INTERCEPT, explicit little
+    endian, with its file meta information."""
+    stored = np.rint(hu).astype(np.int32) - INTERCEPT
+    ds.add_new(0x7FE00010, "OW", stored.astype("<i2").tobytes())  # PixelData
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 def write_phantom(outdir: Path, ph: Phantom) -> dict:
     """Write an already made phantom; see write_series."""
     s = ph.spec
@@ -168,16 +182,7 @@ def write_phantom(outdir: Path, ph: Phantom) -> dict:
         # Table position of the image centre (untilted axial: the z of the slice).
         centre = positions[k] + centre_off[1] * ph.grid.col + centre_off[0] * ph.grid.row
         ds.SliceLocation = _ds(float(centre @ normal) if s.orientation == "coronal" else centre[2])
-        stored = ph.hu[k].astype(np.int32) - INTERCEPT
-        ds.PixelData = stored.astype("<i2").tobytes()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        path = outdir / f"CT{k:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
+        paths.append(save_ct_slice(ds, ph.hu[k], outdir / f"CT{k:04d}.dcm"))
     if s.jpeg_lossless:
         _encode_jpeg_lossless(paths)
     np.savez_compressed(outdir / "truth_mask.npz", mask=ph.mask)

@@ -15,14 +15,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from .background import VoxelGrid
-from .dicom_writer import _uid
+from .dicom_writer import INTERCEPT, _uid, save_ct_slice
 from .insert import InsertedCase
 
-INTERCEPT = -1024
 # Kept from the background header: geometry and acquisition; everything else is rewritten or dropped.
 KEEP = ("ImageType", "SOPClassUID", "Modality", "Manufacturer", "ManufacturerModelName", "KVP",
         "SliceThickness", "GantryDetectorTilt", "ConvolutionKernel", "PatientPosition",
@@ -89,16 +87,8 @@ def write_case(outdir: Path | str, case: InsertedCase) -> dict:
     files = []
     for k, src in enumerate(vol.datasets):
         ds = _slice_header(src, study, series, frame, digest, k + 1, description)
-        stored = np.clip(np.rint(vol.hu[k]), -1024, 3071).astype(np.int32) - INTERCEPT
-        ds.add_new(0x7FE00010, "OW", stored.astype("<i2").tobytes())
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        path = outdir / f"CT{k:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        files.append(path.name)
+        hu = np.clip(vol.hu[k], -1024, 3071)
+        files.append(save_ct_slice(ds, hu, outdir / f"CT{k:04d}.dcm").name)
     affine = nifti_affine(VoxelGrid.of(vol))
     to_nifti = (lambda a: np.ascontiguousarray(a.transpose(2, 1, 0)))
     nib.save(nib.Nifti1Image(to_nifti(case.labels), affine), outdir / "truth_mask.nii.gz")

@@ -3,16 +3,26 @@ import contextlib
 import csv
 import io
 import json
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
 
-from ichnode.cli import main
 from ichnode.synth import SynthSpec, write_series
 
 from tests.helpers import SHARED_DATA
+
+
+def main(argv: list[str]) -> int:
+    """`ichnode ARGV` in its own process, as a user runs it (in this process the CLI would bind the
+    logging to pytest's capture streams, which later tests find closed); its output is echoed."""
+    result = subprocess.run([sys.executable, "-m", "ichnode.cli", *argv], capture_output=True, text=True)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.returncode
 
 
 def nifti_mask(series_dir, path):
