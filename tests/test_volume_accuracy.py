@@ -17,8 +17,8 @@ SIZED = ["iph", "ivh", "sdh", "edh"]
 # voxels in bone's partial-volume rim count whole; on lesions inserted into real anatomy the same
 # cases read +36 to +49% for SDH/EDH (docs/models/real-ct.md). Subarachnoid blood is not sized:
 # thin collections in sulci stay under the density a lesion must have to start
-# (seed_min_median_hu), so a small SAH is under-read or missed; what is asserted for it is that it
-# is never over-read.
+# (seed_min_median_hu), so a small SAH is under-read or missed (and the demo's 25 mL SAH reads
+# +70%); what is asserted for it is that this 15 mL case is not over-read.
 TOLERANCE = {(5.0, 5.0): 0.30}
 
 
@@ -32,7 +32,7 @@ def test_segmented_volume_within_15_percent(tmp_path, subtype, thickness, matrix
 
 
 @pytest.mark.parametrize("thickness", [5.0, 0.625])
-def test_subarachnoid_blood_is_never_over_read(tmp_path, thickness):
+def test_subarachnoid_blood_of_15_ml_is_not_over_read(tmp_path, thickness):
     truth, segmented, _ = _segmented(tmp_path, "sah", thickness, 256, 15.0)
     assert (segmented or 0.0) <= 1.15 * truth
 

@@ -9,7 +9,7 @@ Steps, all on HU:
    above 120 HU) inside the cavity, away from the partial-volume rim along bone (and from bone on
    the next thick slice) and from the midline band (falx, sagittal and straight sinuses).
 3. Components smaller than a minimum volume, or whose median density is that of unclotted sinus
-   blood (under 53 HU), are dropped: what is left are the lesions' seeds.
+   blood (under 55 HU, 53 on thick slices), are dropped: what is left are the lesions' seeds.
 4. Collections grow into the bone rim (voxels mixing blood and bone), then each lesion's edge
    moves, over a few rings and to the slices above and below, to half-way between its density
    and its surroundings'.
@@ -83,13 +83,13 @@ def smoothing_sigma_mm(hu: np.ndarray, cavity: np.ndarray, spacing_mm, cfg: Clas
     return float(np.clip(sigma, cfg.smoothing_sigma_mm, cfg.max_smoothing_sigma_mm))
 
 
-def _smooth_soft_tissue(hu: np.ndarray, sigma_vox, bone_hu: float) -> np.ndarray:
+def _smooth_soft_tissue(hu: np.ndarray, sigma_vox, max_hu: float) -> np.ndarray:
     """Gaussian smoothing that ignores bone and air (normalised convolution).
 
     Plain smoothing spreads 1000 HU of skull into the brain beside it, which then reads as blood;
     weighting by a soft-tissue mask keeps every smoothed value a mean of soft tissue only.
     """
-    weight = ((hu > -100) & (hu < bone_hu)).astype(np.float32)
+    weight = ((hu > -100) & (hu < max_hu)).astype(np.float32)
     out = normalised_gaussian(hu, weight, sigma_vox, fill=-1000.0)
     out[weight == 0] = hu[weight == 0]
     return out
