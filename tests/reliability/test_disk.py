@@ -120,7 +120,9 @@ def test_retention_purges_done_series_only(tmp_path, processes, series):
         node.store.requeue(job.id)
         wait_until(lambda: node.store.job(job.id).state is JobState.DONE, 60, what="the rerun")
         # The scheduler's purge runs by itself once the job has been DONE for 1.5 s.
-        wait_until(lambda: node.store.purges() and len(files_under(node.config.spool_dir, "*.dcm")) == 3,
+        # The purge records itself, then clears the worklist's patient fields: wait for both.
+        wait_until(lambda: node.store.purges() and len(files_under(node.config.spool_dir, "*.dcm")) == 3
+                   and (node.triage.worklist.get(job.id) or {}).get("patient_name") is None,
                    30, what="the retention purge")
         purge = node.store.purges()[0]
         assert purge["series_uid"] == truth["series_uid"] and purge["files"] == 30
