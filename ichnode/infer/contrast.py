@@ -10,8 +10,9 @@ slices where the skull ring is wide (away from the skull base and the vertex, wh
 mix bone into every voxel).
 
 Measured (`docs/models/real-ct.md`): the real CQ500-CT-0 series (injection protocol in its
-description, no ContrastBolusAgent) 3.5 mL at 0.625 mm and 4.2 mL as a 5 mm reformat; the project's
-phantoms, which carry a calcified falx and choroid plexus, 0.2 to 0.5 mL.
+description, no ContrastBolusAgent) 3.5 mL at 0.625 mm and 1.6 mL as a 5 mm reformat; the same
+series with its enhancement removed 1.2 / 1.0 mL; the project's phantoms, which carry pineal and
+choroid calcifications, 0.3 to 0.7 mL.
 """
 from __future__ import annotations
 
