@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import ssl
 import types
 import typing
 import urllib.parse
@@ -27,9 +28,16 @@ class NodeConfig:
     port: int = 11112
     # Empty tuple: any calling AE title is accepted.
     allowed_calling_aets: tuple[str, ...] = ()
+    # A peer must call the node by node.ae_title; false accepts any called AE title.
+    check_called_aet: bool = True
     max_associations: int = 10
-    max_pdu: int = 0  # 0: unlimited, the fastest setting for large CT instances
-    network_timeout_s: float = 60.0
+    # Receive limits (docs/security.md): a hostile or broken peer may cost this much and no more.
+    max_pdu: int = 4 * 1024 * 1024  # advertised and enforced; a CT image fits in one PDU
+    network_timeout_s: float = 60.0  # each PDU must arrive whole within this (not per recv)
+    max_association_s: float = 3600.0  # an association older than this is aborted
+    max_connections: int = 64  # open TCP connections, associated or not
+    max_connections_per_address: int = 8  # so one source cannot take every association
+    max_command_kb: int = 64  # a DIMSE command set is a few hundred bytes
     # Source addresses allowed to connect (CIDRs, e.g. 10.20.0.0/16); empty: any address.
     allowed_addresses: tuple[str, ...] = ()
     # Disk watermarks for the spool's file system: above either, C-STORE answers 0xA700
@@ -61,6 +69,9 @@ class AssemblyConfig:
 class EligibilityConfig:
     modalities: tuple[str, ...] = ("CT",)
     min_slices: int = 8
+    # Checked before any header or pixel is read into memory (a series beyond them is not analysed).
+    max_slices: int = 2000
+    max_matrix: int = 1024  # Rows and Columns
     min_coverage_mm: float = 60.0
     min_slice_thickness_mm: float = 0.4
     max_slice_thickness_mm: float = 10.0
@@ -129,6 +140,16 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class ClientTls:
+    """TLS for an outbound connection (a dimse destination, the MLLP listener): given, TLS is on."""
+    ca: Path | None = None  # PEM CA certificate(s) the peer's certificate must chain to; None: system CAs
+    cert: Path | None = None  # PEM client certificate for a peer that requires one; with key
+    key: Path | None = None  # its unencrypted PEM private key
+    verify: bool = True  # false: no certificate or host name check (encryption only; warned at start)
+    server_name: str | None = None  # name the certificate must carry (and SNI); None: the host
+
+
+@dataclass(frozen=True)
 class Destination:
     name: str
     # kind "dimse": C-STORE to ae_title@host:port; kind "stow": DICOMweb STOW-RS POST to url
@@ -138,6 +159,7 @@ class Destination:
     port: int = 0
     kind: str = "dimse"
     url: str | None = None
+    tls: ClientTls | None = None  # dimse only: DICOM TLS to the destination (stow: an https url)
 
 
 @dataclass(frozen=True)
@@ -187,17 +209,22 @@ class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8443
     users: tuple[WebUser, ...] = ()
-    session_secret: str | None = None  # None: a random one per start (logins end at restart)
-    session_max_age_s: int = 12 * 3600
+    # Unused since sessions are kept on the server (ichnode/web/sessions.py); still accepted so
+    # existing configs load. Logins end at a restart.
+    session_secret: str | None = None
+    session_max_age_s: int = 12 * 3600  # a login lasts this long, enforced on the server
+    secure_cookie: str = "auto"  # auto (TLS here, or https via a trusted proxy) | always | never
     tls_cert: Path | None = None  # both set: HTTPS
     tls_key: Path | None = None
     refresh_s: float = 5.0  # how often an open worklist page polls for changes
-    login_max_failures: int = 5  # failed logins from one address within login_window_s: then 429
+    login_max_failures: int = 5  # failed logins for one account within login_window_s: then 429
+    login_max_failures_per_address: int = 30  # ... from one client address (an IPv6 /64)
     login_window_s: float = 900.0
     closed_after_days: float | None = 7.0  # acknowledged/dismissed rows older than this leave the
     # worklist (open rows never do); None: keep all
     stow_max_mb: float = 2048.0  # largest STOW-RS request body (POST /dicomweb/studies)
-    metrics: bool = True  # /metrics (Prometheus, no patient data) without login
+    metrics: bool = True  # /metrics (Prometheus, no patient data), for web users (session or Basic)
+    metrics_token: str | None = None  # ...and for "Authorization: Bearer <this>" (a scraper)
 
 
 @dataclass(frozen=True)
@@ -208,6 +235,7 @@ class MllpConfig:
     sending_facility: str = ""
     receiving_application: str = ""
     receiving_facility: str = ""
+    tls: ClientTls | None = None  # MLLP over TLS
 
 
 @dataclass(frozen=True)
@@ -222,12 +250,21 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class CertificateAets:
+    common_name: str
+    ae_titles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TlsConfig:
     """DICOM TLS for the node's SCP: cert + key turn it on; ca makes it mutual (client certs)."""
     cert: Path | None = None
     key: Path | None = None
     ca: Path | None = None
     handshake_timeout_s: float = 10.0
+    # With ca: the calling AE titles each client certificate (by subject common name) may use;
+    # empty: any allowed calling AE title with any certificate signed by ca.
+    certificate_aets: tuple[CertificateAets, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -394,7 +431,10 @@ def _check_destination(dest: Destination, key: str, bad, check_aet) -> None:
             raise bad(f"{key}.port", dest.port, "must be 1..65535")
         if dest.url is not None:
             raise bad(f"{key}.url", dest.url, "only a stow destination has a url")
+        _check_client_tls(dest.tls, f"{key}.tls", bad)
         return
+    if dest.tls is not None:
+        raise bad(f"{key}.tls", dest.tls, "a stow destination gets TLS from an https:// url")
     parsed = urllib.parse.urlsplit(dest.url or "")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise bad(f"{key}.url", dest.url, "a stow destination needs an http(s) URL with a host, "
@@ -408,6 +448,37 @@ def _check_destination(dest: Destination, key: str, bad, check_aet) -> None:
     if dest.host or dest.port:
         raise bad(f"{key}.host" if dest.host else f"{key}.port", dest.host or dest.port,
                   "a stow destination is given by its url only")
+
+
+def _check_client_tls(tls: ClientTls | None, key: str, bad) -> None:
+    """An outbound TLS block: files there and loadable now, not at the first send."""
+    if tls is None:
+        return
+    if (tls.cert is None) != (tls.key is None):
+        missing = f"{key}.key" if tls.key is None else f"{key}.cert"
+        raise bad(missing, None, "cert and key are given together")
+    for name in ("ca", "cert", "key"):
+        path = getattr(tls, name)
+        if path is not None and not path.is_file():
+            raise bad(f"{key}.{name}", str(path), "no such file")
+    if tls.ca is not None and not tls.verify:
+        raise bad(f"{key}.ca", str(tls.ca), "has no effect with verify: false")
+    if tls.server_name is not None and not tls.server_name.strip():
+        raise bad(f"{key}.server_name", tls.server_name, "must not be empty (null: the host)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca is not None:
+        try:
+            context.load_verify_locations(cafile=str(tls.ca))
+        except (ssl.SSLError, OSError) as exc:
+            raise bad(f"{key}.ca", str(tls.ca), f"not a PEM CA certificate file ({exc})") from None
+    if tls.cert is not None:
+        def no_password():
+            raise ValueError("the key is encrypted; give an unencrypted key readable by ichnode only")
+        try:
+            context.load_cert_chain(str(tls.cert), str(tls.key), password=no_password)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise bad(f"{key}.cert", str(tls.cert),
+                      f"certificate and {key}.key do not load together ({exc})") from None
 
 
 def _check(config: Config, source: str) -> None:
@@ -433,6 +504,9 @@ def _check(config: Config, source: str) -> None:
         raise bad("assembly.quiet_seconds", config.assembly.quiet_seconds, "must be positive")
     if config.assembly.expected_count is not None and config.assembly.expected_count < 1:
         raise bad("assembly.expected_count", config.assembly.expected_count, "must be at least 1")
+    for key in ("max_slices", "max_matrix"):
+        if getattr(config.eligibility, key) < 1:
+            raise bad(f"eligibility.{key}", getattr(config.eligibility, key), "must be at least 1")
     if config.eligibility.contrast_enhanced_ml <= 0:
         raise bad("eligibility.contrast_enhanced_ml", config.eligibility.contrast_enhanced_ml,
                   "must be positive (reject_contrast: false turns the check off)")
@@ -511,6 +585,16 @@ def _check_triage(config: Config, bad) -> None:
         raise bad("web.refresh_s", web.refresh_s, "must be positive")
     if web.login_max_failures < 1:
         raise bad("web.login_max_failures", web.login_max_failures, "must be at least 1")
+    if web.login_max_failures_per_address < 1:
+        raise bad("web.login_max_failures_per_address", web.login_max_failures_per_address,
+                  "must be at least 1")
+    if web.session_max_age_s < 1:
+        raise bad("web.session_max_age_s", web.session_max_age_s, "must be at least 1")
+    if web.secure_cookie not in ("auto", "always", "never"):
+        raise bad("web.secure_cookie", web.secure_cookie, "must be auto, always or never")
+    if web.metrics_token is not None and len(web.metrics_token) < 32:
+        raise bad("web.metrics_token", "<hidden>",
+                  "must be at least 32 characters (e.g. `openssl rand -hex 32`), or null")
     if web.login_window_s <= 0:
         raise bad("web.login_window_s", web.login_window_s, "must be positive")
     if web.stow_max_mb <= 0:
@@ -529,6 +613,8 @@ def _check_triage(config: Config, bad) -> None:
     notify = config.notify
     if notify.mllp is not None and not 1 <= notify.mllp.port <= 65535:
         raise bad("notify.mllp.port", notify.mllp.port, "must be 1..65535")
+    if notify.mllp is not None:
+        _check_client_tls(notify.mllp.tls, "notify.mllp.tls", bad)
     if notify.webhook_url is not None and not notify.webhook_url.startswith(("http://", "https://")):
         raise bad("notify.webhook_url", notify.webhook_url, "must be an http:// or https:// URL")
     known = ("critical", "high", "routine", "not analysed")
@@ -548,8 +634,18 @@ def _check_reliability(config: Config, bad) -> None:
         except ValueError:
             raise bad(f"node.allowed_addresses[{i}]", cidr,
                       "must be an IP address or CIDR, e.g. 10.20.0.0/16") from None
-    if node.network_timeout_s <= 0:
-        raise bad("node.network_timeout_s", node.network_timeout_s, "must be positive")
+    for key in ("network_timeout_s", "max_association_s"):
+        if getattr(node, key) <= 0:
+            raise bad(f"node.{key}", getattr(node, key), "must be positive")
+    if not 4096 <= node.max_pdu <= 64 * 1024 * 1024:
+        raise bad("node.max_pdu", node.max_pdu, "must be 4096 to 67108864 bytes (0, unlimited, "
+                  "is not accepted: a peer could then make the node hold any PDU it declares)")
+    for key in ("max_connections", "max_connections_per_address", "max_command_kb"):
+        if getattr(node, key) < 1:
+            raise bad(f"node.{key}", getattr(node, key), "must be at least 1")
+    if node.max_connections < node.max_associations:
+        raise bad("node.max_connections", node.max_connections,
+                  f"must be at least node.max_associations ({node.max_associations})")
     if node.min_free_disk_mb < 0:
         raise bad("node.min_free_disk_mb", node.min_free_disk_mb, "must not be negative")
     if not 0 < node.max_disk_use_percent <= 100:
@@ -566,6 +662,12 @@ def _check_reliability(config: Config, bad) -> None:
         path = getattr(tls, name)
         if path is not None and not path.is_file():
             raise bad(f"tls.{name}", str(path), "no such file")
+    if tls.certificate_aets and tls.ca is None:
+        raise bad("tls.certificate_aets", len(tls.certificate_aets),
+                  "maps client certificates, so it needs tls.ca (mutual TLS)")
+    for i, entry in enumerate(tls.certificate_aets):
+        if not entry.ae_titles:
+            raise bad(f"tls.certificate_aets[{i}].ae_titles", [], "name at least one AE title")
     if tls.handshake_timeout_s <= 0:
         raise bad("tls.handshake_timeout_s", tls.handshake_timeout_s, "must be positive")
     ret = config.retention

@@ -19,3 +19,7 @@ class IllegalTransition(IchnodeError):
 
 class SendError(IchnodeError):
     """A destination refused or could not be reached."""
+
+
+class DuplicateInstance(IchnodeError):
+    """A SOP Instance UID the job store already holds under another series."""

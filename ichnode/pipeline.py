@@ -14,7 +14,7 @@ import pydicom
 
 from ichnode import __version__
 from ichnode.audit import Audit
-from ichnode.assemble.eligibility import check_geometry, check_headers, check_images
+from ichnode.assemble.eligibility import check_geometry, check_headers, check_images, check_size
 from ichnode.assemble.series import Headers, load_volume, read_headers, stack_geometry
 from ichnode.config import Config
 from ichnode.dicom.sender import describe, send
@@ -103,6 +103,7 @@ class Pipeline:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(purges[-1]["purged"]))
                 raise NotEligible(f"the received instances were deleted on {when} by retention "
                                   "(retention.purge_after_hours)")
+            check_size(paths, self.config.eligibility)
             headers = read_headers(paths)
             if not headers.datasets:
                 raise NotEligible("no readable instance: " + "; ".join(e for _, e in headers.unreadable))

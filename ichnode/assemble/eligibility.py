@@ -14,7 +14,22 @@ from ichnode.errors import NotEligible
 from ichnode.infer.contrast import enhancement_evidence, is_enhanced
 
 
+def check_size(paths, cfg: EligibilityConfig) -> None:
+    """Before a header is read: a series of more files than any head CT has is not read at all."""
+    if len(paths) > cfg.max_slices:
+        raise NotEligible(f"{len(paths)} instances, more than eligibility.max_slices "
+                          f"({cfg.max_slices}): not read")
+
+
 def check_headers(datasets: tuple[pydicom.Dataset, ...], cfg: EligibilityConfig) -> None:
+    # Sizes first, before anything is allocated from them: a small compressed instance may
+    # declare a 65535 x 65535 image, and the volume is Rows x Columns x slices.
+    matrix = max(max(int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)) for ds in datasets)
+    if matrix > cfg.max_matrix:
+        raise NotEligible(f"images of {matrix} pixels a side, more than eligibility.max_matrix "
+                          f"({cfg.max_matrix})")
+    if any(int(ds.get("NumberOfFrames") or 1) > 1 for ds in datasets):
+        raise NotEligible("multi-frame images are stored but not analysed")
     modalities = sorted({str(ds.get("Modality", "")) or "none" for ds in datasets})
     wrong = [m for m in modalities if m not in cfg.modalities]
     if wrong:

@@ -7,14 +7,17 @@ answers: one thread, no polling, no queues. What is intricate and not on the hot
 pynetdicom's: A-ASSOCIATE-RQ/AC encoding and presentation context negotiation.
 
 Served: C-ECHO and C-STORE on the negotiated contexts; A-RELEASE; A-ABORT. A request with any
-other command gets status 0x0211 (unrecognised operation). Invalid PDUs, a PDV on a context that
-was not accepted, or silence beyond node.network_timeout_s end the association with an A-ABORT.
+other command gets status 0x0211 (unrecognised operation). Which PDU is allowed when is the table
+in states.py; anything else, an invalid PDU, a PDV on a context that was not accepted, a command
+set over node.max_command_kb, or a PDU not complete within node.network_timeout_s (or an
+association older than node.max_association_s) ends the association with an A-ABORT.
 """
 from __future__ import annotations
 
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +29,7 @@ from pynetdicom.pdu_primitives import (A_ASSOCIATE, ImplementationClassUIDNotifi
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
 from ichnode.dicom import dimse, ul
+from ichnode.dicom.states import PDU_NAMES, Action, State, step
 from ichnode.log import get_logger
 
 log = get_logger("ichnode.association")
@@ -37,6 +41,7 @@ PROCESSING_FAILURE = 0x0110
 
 # A-ASSOCIATE-RJ (result, source, reason), PS3.8 9.3.4
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # permanent, service user, calling AE title not recognised
+REJECT_CALLED_AE = (0x01, 0x01, 0x07)  # permanent, service user, called AE title not recognised
 REJECT_APPLICATION_CONTEXT = (0x01, 0x01, 0x02)  # application context name not supported
 REJECT_PROTOCOL_VERSION = (0x01, 0x02, 0x02)  # service provider (ACSE): protocol version
 REJECT_BUSY = (0x02, 0x03, 0x02)  # transient, service provider (presentation): local limit exceeded
@@ -45,9 +50,13 @@ REJECT_BUSY = (0x02, 0x03, 0x02)  # transient, service provider (presentation): 
 @dataclass(frozen=True)
 class Settings:
     allowed_calling_aets: frozenset[str]  # empty: any
-    max_pdu: int  # advertised Maximum Length Received; 0: unlimited
-    network_timeout_s: float
-    acse_timeout_s: float
+    called_aet: str | None  # the node's own AE title, when a peer must call it by name
+    certificate_aets: dict  # TLS client certificate common name -> calling AE titles it may use
+    max_pdu: int  # advertised Maximum Length Received
+    network_timeout_s: float  # a PDU must arrive whole within this
+    acse_timeout_s: float  # the A-ASSOCIATE-RQ must arrive whole within this
+    max_association_s: float
+    max_command_bytes: int
     max_dataset_bytes: int  # fragments beyond this are dropped and the C-STORE refused
     supported: tuple[PresentationContext, ...]
 
@@ -58,6 +67,7 @@ class Session:
 
     address: str
     tls: bool
+    certificate_name: str | None = None  # common name of a verified TLS client certificate
     calling_aet: str = ""
     called_aet: str = ""
     counts: dict = field(default_factory=dict)
@@ -108,83 +118,114 @@ class Acceptor:
         self.services, self.slots = services, slots
         self.contexts: dict[int, Context] = {}
         self.peer_max_pdu = 0
-        # P-DATA limit: our advertised maximum, or (unlimited) the largest dataset we keep.
-        self.pdu_limit = (settings.max_pdu or settings.max_dataset_bytes) + (1 << 16)
+        self.pdu_limit = settings.max_pdu + (1 << 16)  # P-DATA limit: our advertised maximum, with slack
+        self.reader = ul.PduReader(sock, time.monotonic() + settings.max_association_s)
+        self.message = _Message()
+        self.has_slot = False
 
     def run(self) -> None:
+        """Serve the connection by the state table (states.py) until it is closed."""
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if not self._negotiate():
-            return
-        how = "connection lost"
+        state, how = State.AWAITING_ASSOCIATE_RQ, "connection lost"
         try:
-            how = self._serve()
-        except TimeoutError:
-            how = "aborted: no PDU within node.network_timeout_s"
-            self._send_quietly(ul.abort())
+            while state is not State.CLOSED:
+                timeout = (self.settings.acse_timeout_s if state is State.AWAITING_ASSOCIATE_RQ
+                           else self.settings.network_timeout_s)
+                pdu_type, length = self.reader.header(timeout)
+                action, state = step(state, pdu_type)
+                how = self._act(action, state, pdu_type, length) or how
+                if action is Action.NEGOTIATE and not self.has_slot:
+                    return  # rejected or refused: answered, nothing to close
+        except ul.DeadlinePassed:
+            if self.has_slot:  # before the A-ASSOCIATE-RQ (ARTIM, AA-2) the connection just closes
+                over = time.monotonic() >= self.reader.association_deadline
+                how = ("aborted: association over node.max_association_s" if over
+                       else "aborted: PDU not complete within node.network_timeout_s")
+                self._send_quietly(ul.abort())
         except ul.BadPDU as exc:
             how = f"aborted: {exc}"
+            if not self.has_slot:
+                log.warning("association_refused", reason=str(exc)[:200], address=self.session.address)
             self._send_quietly(ul.abort(ul.ABORT_BY_PROVIDER, exc.reason))
         except (ul.PeerClosed, OSError):
             pass
         finally:
-            self.slots.give_back()
-            log.info("association_closed", how=how, calling_aet=self.session.calling_aet,
-                     address=self.session.address, **self.session.counts)
-            self.services.association_event("closed", self.session, how=how.split(":")[0])
+            if self.has_slot:  # whatever happened after the slot was taken, it goes back
+                self.slots.give_back()
+                log.info("association_closed", how=how, calling_aet=self.session.calling_aet,
+                         address=self.session.address, **self.session.counts)
+                self.services.association_event("closed", self.session, how=how.split(":")[0])
+
+    def _act(self, action: Action, state: State, pdu_type: int, length: int) -> str | None:
+        """Carry out one transition; returns how the association ended, when it did."""
+        if action is Action.NEGOTIATE:
+            self._negotiate(length)
+        elif action is Action.TRANSFER:
+            self._transfer(length)
+        elif action is Action.RELEASE:
+            self._small_body(length)
+            self.sock.sendall(ul.release_rp())
+            return "released"
+        elif action is Action.PEER_ABORTED:
+            return "aborted by the peer"
+        else:
+            reason = ul.REASON_UNEXPECTED_PDU
+            raise ul.BadPDU(f"{PDU_NAMES.get(pdu_type)} not allowed in {state.value}", reason)
+        return None
+
+    def _small_body(self, length: int) -> bytearray:
+        if length > RQ_LIMIT:
+            raise ul.BadPDU(f"PDU of {length} bytes is over the limit of {RQ_LIMIT}")
+        return self.reader.exact(length)
 
     # --- association establishment ---------------------------------------------------------------
-    def _negotiate(self) -> bool:
-        self.sock.settimeout(self.settings.acse_timeout_s)
+    def _negotiate(self, length: int) -> None:
+        body = self._small_body(length)
         try:
-            pdu_type, body = ul.read_pdu(self.sock, RQ_LIMIT)
-            if pdu_type != ul.ASSOCIATE_RQ:
-                raise ul.BadPDU(f"PDU type 0x{pdu_type:02X} before A-ASSOCIATE-RQ",
-                                ul.REASON_UNEXPECTED_PDU)
             rq = A_ASSOCIATE_RQ()
             rq.decode(bytes([ul.ASSOCIATE_RQ, 0]) + len(body).to_bytes(4, "big") + bytes(body))
             request = rq.to_primitive()
-        except (ul.PeerClosed, TimeoutError, OSError):
-            return False  # silent or vanished before asking: nothing to answer
         except Exception as exc:  # noqa: BLE001 - pynetdicom's decoder raises many kinds on bad bytes
-            log.warning("association_refused", reason=f"unreadable A-ASSOCIATE-RQ: {exc}"[:200],
-                        address=self.session.address)
-            reason = exc.reason if isinstance(exc, ul.BadPDU) else ul.REASON_INVALID_PARAMETER
-            self._send_quietly(ul.abort(ul.ABORT_BY_PROVIDER, reason))
-            return False
+            raise ul.BadPDU(f"unreadable A-ASSOCIATE-RQ: {exc}"[:200]) from None
         self.session.calling_aet = (request.calling_ae_title or "").strip()
         self.session.called_aet = (request.called_ae_title or "").strip()
         rejection = self._rejection(rq, request)
-        if rejection is None and not self.slots.take():
-            rejection = REJECT_BUSY, "node.max_associations reached"
+        if rejection is None:
+            self.has_slot = self.slots.take()
+            if not self.has_slot:
+                rejection = REJECT_BUSY, "node.max_associations reached"
         if rejection is not None:
             (result, source, reason), why = rejection
             self._send_quietly(ul.associate_rj(result, source, reason))
             log.warning("association_rejected", reason=why, calling_aet=self.session.calling_aet,
                         address=self.session.address)
             self.services.association_event("rejected", self.session, reason=why)
-            return False
+            return
         try:
             self._accept(request)
+        except OSError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a request pynetdicom's negotiation chokes on
-            self.slots.give_back()
-            if not isinstance(exc, OSError):
-                log.warning("association_refused", reason=f"cannot negotiate: {exc}"[:200],
-                            address=self.session.address)
-                self._send_quietly(ul.abort(ul.ABORT_BY_PROVIDER, ul.REASON_INVALID_PARAMETER))
-            return False
+            raise ul.BadPDU(f"cannot negotiate: {exc}"[:200]) from None
         self.services.association_event("accepted", self.session)
-        return True
 
     def _rejection(self, rq: A_ASSOCIATE_RQ, request: A_ASSOCIATE):
         if not rq.protocol_version & 0x01:
             return REJECT_PROTOCOL_VERSION, f"protocol version 0x{rq.protocol_version:04X}"
         if str(request.application_context_name) != APPLICATION_CONTEXT:
             return REJECT_APPLICATION_CONTEXT, "not the DICOM application context"
+        called = self.settings.called_aet
+        if called is not None and self.session.called_aet != called:
+            return REJECT_CALLED_AE, "called AE title is not node.ae_title"
         allowed = self.settings.allowed_calling_aets
         if allowed and self.session.calling_aet not in allowed:
             return REJECT_CALLING_AE, "calling AE title not in node.allowed_calling_aets"
+        if self.settings.certificate_aets and self.session.tls:
+            name = self.session.certificate_name or ""
+            if self.session.calling_aet not in self.settings.certificate_aets.get(name, ()):
+                return REJECT_CALLING_AE, "calling AE title not allowed for this client certificate " \
+                                          "(tls.certificate_aets)"
         return None
-
     def _accept(self, request: A_ASSOCIATE) -> None:
         roles = {}
         for item in request.user_information:
@@ -218,43 +259,27 @@ class Acceptor:
                  address=self.session.address, contexts=len(self.contexts))
 
     # --- the established association -------------------------------------------------------------
-    def _serve(self) -> str:
-        """Read PDUs until release or abort; returns how the association ended."""
-        self.sock.settimeout(self.settings.network_timeout_s)
-        message = _Message()
-        while True:
-            pdu_type, length = ul.read_header(self.sock)
-            if pdu_type == ul.P_DATA and length > self.pdu_limit:
-                if self._drop_oversized(length, message):
-                    self._dispatch(message)
-                    message = _Message()
-            elif pdu_type == ul.P_DATA:
-                body = ul.recv_exact(self.sock, length)
-                for context_id, is_command, last, fragment in ul.pdv_items(body):
-                    if message.add(context_id, is_command, last, fragment, self):
-                        self._dispatch(message)
-                        message = _Message()
-            elif length > RQ_LIMIT:
-                raise ul.BadPDU(f"PDU of {length} bytes is over the limit of {RQ_LIMIT}")
-            elif pdu_type == ul.RELEASE_RQ:
-                ul.recv_exact(self.sock, length)
-                self.sock.sendall(ul.release_rp())
-                return "released"
-            elif pdu_type == ul.ABORT:
-                return "aborted by the peer"
-            else:
-                raise ul.BadPDU(f"PDU type 0x{pdu_type:02X} in an established association",
-                                ul.REASON_UNEXPECTED_PDU)
+    def _transfer(self, length: int) -> None:
+        if length > self.pdu_limit:
+            if self._drop_oversized(length, self.message):
+                self._dispatch(self.message)
+                self.message = _Message()
+            return
+        body = self.reader.exact(length)
+        for context_id, is_command, last, fragment in ul.pdv_items(body):
+            if self.message.add(context_id, is_command, last, fragment, self):
+                self._dispatch(self.message)
+                self.message = _Message()
 
     def _drop_oversized(self, length: int, message: "_Message") -> bool:
         """A P-DATA-TF too large to hold (a peer that took our unlimited maximum PDU length at its
         word): one dataset fragment of a C-STORE is read and dropped, so the instance is refused
         with a status instead of the association being aborted. True when the message is complete."""
-        item_length, context_id, header = struct.unpack(">LBB", ul.recv_exact(self.sock, 6))
+        item_length, context_id, header = struct.unpack(">LBB", self.reader.exact(6))
         if item_length != length - 4 or header & 0x01 or message.command is None \
                 or context_id != message.context_id:
             raise ul.BadPDU(f"PDU of {length} bytes is over the limit of {self.pdu_limit}")
-        ul.discard(self.sock, item_length - 2)
+        self.reader.discard(item_length - 2)
         message.size += item_length - 2
         message.fragments = None
         return bool(header & 0x02)
@@ -305,6 +330,8 @@ class _Message:
             if self.command is not None:
                 raise ul.BadPDU("command fragment after the command was complete")
             self.command_parts.append(bytes(fragment))
+            if sum(map(len, self.command_parts)) > acceptor.settings.max_command_bytes:
+                raise ul.BadPDU("command set over node.max_command_kb")
             if not last:
                 return False
             try:

@@ -6,7 +6,10 @@
 - TLS (tls.cert + tls.key, tls.ca for mutual TLS): the handshake runs in the connection's own
   thread with tls.handshake_timeout_s, never in the accept loop, so one peer that connects and
   stays silent cannot stop every other peer from connecting.
-- The calling AE allow-list (node.allowed_calling_aets) and the association limit
+- Connection limits (node.max_connections, node.max_connections_per_address) are checked at
+  accept too: each connection is a thread, and before its A-ASSOCIATE-RQ nothing else bounds it.
+- The calling AE allow-list (node.allowed_calling_aets), the called AE title, the AE titles a
+  client certificate may use (tls.certificate_aets) and the association limit
   (node.max_associations) are checked on the A-ASSOCIATE-RQ (acceptor.py); they reject with
   A-ASSOCIATE-RJ.
 """
@@ -16,6 +19,8 @@ import ipaddress
 import socket
 import socketserver
 import ssl
+import threading
+from collections import Counter
 from typing import Callable
 
 from ichnode.config import Config
@@ -56,6 +61,31 @@ def server_tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+class ConnectionLimits:
+    """Open connections, in all and per source address."""
+
+    def __init__(self, total: int, per_address: int):
+        self.total, self.per_address = total, per_address
+        self.open: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def take(self, address: str) -> str | None:
+        """None when the connection may open (and is counted), else why not."""
+        with self._lock:
+            if sum(self.open.values()) >= self.total:
+                return "node.max_connections reached"
+            if self.open[address] >= self.per_address:
+                return "node.max_connections_per_address reached"
+            self.open[address] += 1
+            return None
+
+    def give_back(self, address: str) -> None:
+        with self._lock:
+            self.open[address] -= 1
+            if self.open[address] <= 0:
+                del self.open[address]
+
+
 class NodeServer(socketserver.ThreadingTCPServer):
     """The node's DICOM listener: one thread per connection. The address check happens at accept,
     the TLS handshake in the connection's thread (with its own timeout, so a silent peer holds up
@@ -66,10 +96,12 @@ class NodeServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 64
     address_filter: AddressFilter = AddressFilter(())
+    limits: ConnectionLimits = ConnectionLimits(64, 8)
     handshake_timeout_s: float = 10.0
     on_refused: Callable[[str, str], None] = staticmethod(lambda address, reason: None)
 
-    def __init__(self, address: tuple[str, int], serve: Callable[[socket.socket, str, bool], None],
+    def __init__(self, address: tuple[str, int],
+                 serve: Callable[[socket.socket, str, str | None], None],
                  ssl_context: ssl.SSLContext | None = None):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.serve, self.ssl_context = serve, ssl_context
@@ -89,12 +121,18 @@ class NodeServer(socketserver.ThreadingTCPServer):
         return client_socket, address
 
     def verify_request(self, request, client_address) -> bool:
+        """At accept, before a byte is read: the address allow-list, then the connection limits
+        (a connection that passes is counted until process_request_thread ends)."""
         address = _host(client_address)
-        if self.address_filter.allowed(address):
+        reason = None
+        if not self.address_filter.allowed(address):
+            reason = "source address not in node.allowed_addresses"
+        else:
+            reason = self.limits.take(address)
+        if reason is None:
             return True
-        log.warning("connection_refused", reason="source address not in node.allowed_addresses",
-                    address=address)
-        self.on_refused(address, "source address not in node.allowed_addresses")
+        log.warning("connection_refused", reason=reason, address=address)
+        self.on_refused(address, reason)
         return False
 
     def process_request_thread(self, request, client_address) -> None:
@@ -109,11 +147,21 @@ class NodeServer(socketserver.ThreadingTCPServer):
                     log.warning("connection_refused", reason=reason, address=address)
                     self.on_refused(address, reason)
                     return
-            self.serve(request, address, isinstance(request, ssl.SSLSocket))
+            self.serve(request, address, _certificate_name(request))
         except Exception:  # noqa: BLE001 - one connection's failure must not reach the server loop
             log.exception("connection_failed", address=address)
         finally:
+            self.limits.give_back(address)
             self.shutdown_request(request)
+
+
+def _certificate_name(sock) -> str | None:
+    """A TLS connection's verified client certificate common name ("" without a client
+    certificate); None for plain TCP."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    subject = dict(item for rdn in (sock.getpeercert() or {}).get("subject", ()) for item in rdn)
+    return subject.get("commonName", "")
 
 
 def _host(client_address) -> str:

@@ -21,10 +21,11 @@ from ichnode.audit import Audit
 from ichnode.config import Config
 from ichnode.dicom import dimse
 from ichnode.dicom.acceptor import Acceptor, Context, Session, Settings, Slots
-from ichnode.dicom.access import AddressFilter, NodeServer, server_tls_context
+from ichnode.dicom.access import AddressFilter, ConnectionLimits, NodeServer, server_tls_context
 from ichnode.dicom.filemeta import file_meta_bytes
 from ichnode.dicom.intake import MB, Refused, inspect_instance
 from ichnode.dicom.status import StoreStatus
+from ichnode.errors import DuplicateInstance
 from ichnode.ids import digest
 from ichnode.log import get_logger
 from ichnode.store.disk import DiskGuard
@@ -41,9 +42,12 @@ class StoreHandler:
     """C-STORE: check (intake.py), watermark, write durably, record, then the success status.
 
     A re-sent instance with the same bytes (a sender that lost our acknowledgement, e.g. after a
-    crash) is acknowledged again without touching the spool or the series. A re-sent SOP Instance
-    UID with different bytes replaces the stored instance (the latest wins, as in a PACS), is
-    logged as `instance_replaced` and reopens the series so the analysis sees the new content.
+    crash, or a PACS that re-sends a whole series) is acknowledged again without touching the
+    spool or the series: no new analysis, nothing sent twice. A re-sent SOP Instance UID with
+    different bytes replaces the stored instance (the latest wins, as in a PACS), is logged as
+    `instance_replaced` and reopens the series so the analysis sees the new content. A SOP
+    Instance UID already held under another series is refused (0x0111): the series that has it
+    keeps it, and nothing acknowledged is moved or orphaned.
     """
 
     spool: Spool
@@ -89,11 +93,11 @@ class StoreHandler:
                     log.debug("duplicate_instance", sop=digest(verdict.sop_uid), calling_aet=calling)
                     return StoreStatus.SUCCESS, None
                 size = self.spool.write(path, chunks)
-                series = self.store.record_instance(
-                    study_uid=verdict.study_uid, series_uid=verdict.series_uid,
-                    sop_uid=verdict.sop_uid, path=str(path), size=size, calling_aet=calling,
-                    modality=verdict.modality, description=verdict.description,
-                    expected_count=verdict.expected_count)
+                series = self._record(path, size, verdict, calling, known)
+                if series is None:
+                    return self._refuse(session, StoreStatus.DUPLICATE_SOP_INSTANCE,
+                                        "SOP Instance UID already received in another series; "
+                                        "that series keeps it", verdict.sop_uid)
         except OSError as exc:
             reason = "disk full" if exc.errno == errno.ENOSPC else f"write failed: {exc.strerror}"
             log.error("store_failed", reason=reason, sop=digest(verdict.sop_uid), calling_aet=calling)
@@ -107,6 +111,20 @@ class StoreHandler:
         # instance cost 0.1 ms of the C-STORE, even filtered out
         self.on_stored(series)
         return StoreStatus.SUCCESS, None
+
+    def _record(self, path, size: int, verdict, calling: str, known: bool) -> SeriesRow | None:
+        """Record a written instance; None (and the file removed) when another series holds the
+        same SOP Instance UID."""
+        try:
+            return self.store.record_instance(
+                study_uid=verdict.study_uid, series_uid=verdict.series_uid,
+                sop_uid=verdict.sop_uid, path=str(path), size=size, calling_aet=calling,
+                modality=verdict.modality, description=verdict.description,
+                expected_count=verdict.expected_count)
+        except DuplicateInstance:
+            if not known:
+                path.unlink(missing_ok=True)
+            return None
 
     def _refuse(self, session: Session, status: StoreStatus, reason: str,
                 sop_uid: str | None = None) -> tuple[int, str]:
@@ -141,9 +159,14 @@ def acceptor_settings(config: Config, max_bytes: int) -> Settings:
     supported = [build_context(Verification)]
     supported += [build_context(sop_class, ALL_TRANSFER_SYNTAXES) for sop_class in STORAGE_CLASSES]
     return Settings(allowed_calling_aets=frozenset(node.allowed_calling_aets),
+                    called_aet=node.ae_title if node.check_called_aet else None,
+                    certificate_aets={c.common_name: frozenset(c.ae_titles)
+                                      for c in config.tls.certificate_aets},
                     max_pdu=node.max_pdu, network_timeout_s=node.network_timeout_s,
                     # A peer that connects and never sends an A-ASSOCIATE-RQ is dropped after this.
                     acse_timeout_s=min(30.0, node.network_timeout_s),
+                    max_association_s=node.max_association_s,
+                    max_command_bytes=node.max_command_kb * 1024,
                     max_dataset_bytes=max_bytes, supported=tuple(supported))
 
 
@@ -156,12 +179,16 @@ def start_scp(config: Config, handler: StoreHandler, port: int | None = None) ->
     settings = acceptor_settings(config, handler.max_bytes)
     slots = Slots(config.node.max_associations)
 
-    def serve(sock, address: str, tls: bool) -> None:
-        Acceptor(sock, Session(address=address, tls=tls), settings, handler, slots).run()
+    def serve(sock, address: str, certificate_name: str | None) -> None:
+        session = Session(address=address, tls=certificate_name is not None,
+                          certificate_name=certificate_name)
+        Acceptor(sock, session, settings, handler, slots).run()
 
     bind_port = config.node.port if port is None else port
     server = NodeServer((config.node.host, bind_port), serve, server_tls_context(config))
     server.address_filter = AddressFilter(config.node.allowed_addresses)
+    server.limits = ConnectionLimits(config.node.max_connections,
+                                     config.node.max_connections_per_address)
     server.handshake_timeout_s = config.tls.handshake_timeout_s
     server.on_refused = lambda address, reason: handler.audit.record(
         "connection_refused", address=address, reason=reason)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from typing import Iterator
 
 ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ = 0x01, 0x02, 0x03
@@ -31,45 +32,67 @@ class BadPDU(ValueError):
         self.reason = reason
 
 
-def recv_exact(sock: socket.socket, size: int) -> bytearray:
-    """Exactly size bytes, read straight into one buffer (no per-chunk concatenation)."""
-    buf = bytearray(size)
-    view = memoryview(buf)
-    got = 0
-    while got < size:
-        n = sock.recv_into(view[got:], size - got)
+class DeadlinePassed(TimeoutError):
+    """A PDU or the association took longer than the node allows (a slow-drip peer)."""
+
+
+GROW_STEP = 1 << 20  # a PDU body's first buffer; it doubles as the bytes arrive
+
+
+class PduReader:
+    """Reads PDUs from one connection against two monotonic deadlines: each PDU must arrive whole
+    within `pdu_timeout_s` of when the node started waiting for it, and the association must end
+    by `association_deadline`. A per-recv timeout alone lets a peer drip one byte every few seconds
+    and hold its association for ever.
+
+    Memory follows the bytes received, never a declared length: a body's buffer starts at
+    GROW_STEP at most and doubles only once full, so a header that declares gigabytes costs
+    nothing until the gigabytes are actually sent.
+    """
+
+    def __init__(self, sock: socket.socket, association_deadline: float):
+        self.sock, self.association_deadline = sock, association_deadline
+        self.pdu_deadline = association_deadline
+
+    def header(self, pdu_timeout_s: float) -> tuple[int, int]:
+        """Start a PDU: (PDU type, length of the body that follows)."""
+        self.pdu_deadline = min(time.monotonic() + pdu_timeout_s, self.association_deadline)
+        pdu_type, _, length = struct.unpack(">BBL", self.exact(6))
+        if pdu_type not in (ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ, P_DATA, RELEASE_RQ, RELEASE_RP,
+                            ABORT):
+            raise BadPDU(f"unknown PDU type 0x{pdu_type:02X}", REASON_UNRECOGNISED_PDU)
+        return pdu_type, length
+
+    def exact(self, size: int) -> bytearray:
+        """Exactly size bytes of the current PDU."""
+        buf = bytearray(min(size, GROW_STEP))
+        got = 0
+        while got < size:
+            if got == len(buf):
+                buf.extend(bytes(min(size - got, len(buf))))
+            with memoryview(buf) as whole, whole[got:] as free:
+                got += self._recv_into(free)
+        return buf
+
+    def discard(self, size: int) -> None:
+        """Read and drop size bytes of the current PDU, a chunk at a time."""
+        buf = bytearray(min(size, GROW_STEP))
+        while size > 0:
+            with memoryview(buf) as whole, whole[:min(size, len(buf))] as part:
+                size -= self._recv_into(part)
+
+    def _recv_into(self, view: memoryview) -> int:
+        remaining = self.pdu_deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlinePassed("a PDU or the association took longer than the node allows")
+        self.sock.settimeout(remaining)
+        try:
+            n = self.sock.recv_into(view)
+        except TimeoutError:
+            raise DeadlinePassed("a PDU or the association took longer than the node allows") from None
         if n == 0:
             raise PeerClosed("connection closed by the peer")
-        got += n
-    return buf
-
-
-def read_header(sock: socket.socket) -> tuple[int, int]:
-    """(PDU type, length of the body that follows)."""
-    pdu_type, _, length = struct.unpack(">BBL", recv_exact(sock, 6))
-    if pdu_type not in (ASSOCIATE_RQ, ASSOCIATE_AC, ASSOCIATE_RJ, P_DATA, RELEASE_RQ, RELEASE_RP,
-                        ABORT):
-        raise BadPDU(f"unknown PDU type 0x{pdu_type:02X}", REASON_UNRECOGNISED_PDU)
-    return pdu_type, length
-
-
-def read_pdu(sock: socket.socket, limit: int) -> tuple[int, bytearray]:
-    """(PDU type, PDU body without the 6-byte header). A declared length over `limit` is refused
-    before anything is allocated, so a peer cannot make the node reserve gigabytes it never sends."""
-    pdu_type, length = read_header(sock)
-    if length > limit:
-        raise BadPDU(f"PDU of {length} bytes is over the limit of {limit}")
-    return pdu_type, recv_exact(sock, length)
-
-
-def discard(sock: socket.socket, size: int, chunk: int = 1 << 20) -> None:
-    """Read and drop size bytes, a chunk at a time."""
-    buf = bytearray(min(size, chunk))
-    while size > 0:
-        n = sock.recv_into(buf, min(size, len(buf)))
-        if n == 0:
-            raise PeerClosed("connection closed by the peer")
-        size -= n
+        return n
 
 
 def pdv_items(body: bytearray) -> Iterator[tuple[int, bool, bool, memoryview]]:

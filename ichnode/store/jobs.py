@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ichnode.errors import IllegalTransition
+from ichnode.errors import DuplicateInstance, IllegalTransition
 from ichnode.store.db import open_shared
 
 
@@ -40,6 +40,9 @@ _ALLOWED = {
     JobState.SUPERSEDED: set(),
 }
 UNFINISHED = (JobState.QUEUED, JobState.ANALYSING, JobState.SENDING, JobState.RETRY_WAIT)
+# A job found ANALYSING at start-up took the node down (a crash, the OOM killer) this many times:
+# it is parked as failed instead of taking the node down again at every start.
+MAX_ANALYSIS_STARTS = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -56,7 +59,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     generation INTEGER NOT NULL, state TEXT NOT NULL, outcome TEXT, reason TEXT,
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL, error TEXT,
     results TEXT NOT NULL DEFAULT '[]', timings TEXT NOT NULL DEFAULT '{}',
-    created REAL NOT NULL, updated REAL NOT NULL);
+    created REAL NOT NULL, updated REAL NOT NULL, analysis_starts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS sent (
     job_id INTEGER NOT NULL, destination TEXT NOT NULL, sop_uid TEXT NOT NULL, sent REAL NOT NULL,
@@ -103,6 +106,7 @@ class JobRow:
     timings: dict
     created: float
     updated: float
+    analysis_starts: int = 0
 
 
 class JobStore:
@@ -110,6 +114,10 @@ class JobStore:
 
     def __init__(self, path: Path):
         self._db, self._lock = open_shared(path, _SCHEMA, synchronous=self.SYNCHRONOUS)
+        with self._lock:  # job stores made before analysis_starts existed
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            if "analysis_starts" not in columns:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN analysis_starts INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -124,10 +132,14 @@ class JobStore:
         calling_aet: str, modality: str | None, description: str | None,
         expected_count: int | None, now: float | None = None,
     ) -> SeriesRow:
-        """Record a durable instance; a late instance reopens a completed series."""
+        """Record a durable instance; a late instance reopens a completed series. A SOP Instance
+        UID already recorded under another series raises DuplicateInstance (that series keeps it)."""
         now = time.time() if now is None else now
         key = series_key(study_uid, series_uid)
         with self._tx(flush=False) as db:  # the spool file is the durable record (module doc)
+            held = db.execute("SELECT series_key FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone()
+            if held is not None and held["series_key"] != key:
+                raise DuplicateInstance("SOP Instance UID already received in another series")
             row = db.execute("SELECT open FROM series WHERE key=?", (key,)).fetchone()
             if row is None:
                 db.execute(
@@ -235,15 +247,22 @@ class JobStore:
             old = JobState(row["state"])
             if new not in _ALLOWED[old]:
                 raise IllegalTransition(f"job {job_id}: {old.value} -> {new.value} is not allowed")
-            sets = ", ".join(f"{k}=?" for k in fields)
-            db.execute(
-                f"UPDATE jobs SET state=?, updated=?{', ' + sets if sets else ''} WHERE id=?",
-                (new.value, time.time(), *fields.values(), job_id))
+            sets = "".join(f", {k}=?" for k in fields)
+            if new is JobState.ANALYSING:
+                sets += ", analysis_starts=analysis_starts+1"
+            db.execute(f"UPDATE jobs SET state=?, updated=?{sets} WHERE id=?",
+                       (new.value, time.time(), *fields.values(), job_id))
             return _job(db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone())
 
     def recover(self) -> list[int]:
-        """After a crash: analysis restarts, sending resumes. Returns the ids to pick up."""
+        """After a crash: analysis restarts (unless it took the node down MAX_ANALYSIS_STARTS
+        times: then the job is parked as failed), sending resumes. Returns the ids to pick up."""
         with self._tx() as db:
+            db.execute("UPDATE jobs SET state=?, updated=?, error=? WHERE state=? AND analysis_starts>=?",
+                       (JobState.FAILED.value, time.time(),
+                        f"the analysis stopped the node {MAX_ANALYSIS_STARTS} times (crash or out "
+                        "of memory): parked; `ichnode rerun` tries again",
+                        JobState.ANALYSING.value, MAX_ANALYSIS_STARTS))
             db.execute("UPDATE jobs SET state=? WHERE state=?",
                        (JobState.QUEUED.value, JobState.ANALYSING.value))
             db.execute("UPDATE jobs SET state=?, next_attempt=? WHERE state=?",
@@ -261,6 +280,8 @@ class JobStore:
         if job.state is JobState.DONE:
             with self._tx() as db:
                 db.execute("DELETE FROM sent WHERE job_id=?", (job_id,))
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET analysis_starts=0 WHERE id=?", (job_id,))
         return self.transition(job_id, JobState.QUEUED, attempts=0, error=None, next_attempt=None)
 
     def mark_sent(self, job_id: int, destination: str, sop_uid: str) -> None:

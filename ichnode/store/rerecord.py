@@ -8,6 +8,7 @@ instance is left out of its series.
 from __future__ import annotations
 
 from ichnode.dicom.intake import Refused, inspect_file
+from ichnode.errors import DuplicateInstance
 from ichnode.log import get_logger
 from ichnode.store.jobs import JobStore
 from ichnode.store.spool import Spool
@@ -27,11 +28,16 @@ def rerecord_spool(spool: Spool, store: JobStore) -> int:
             log.warning("spool_file_unreadable", path=str(path), reason=verdict.reason)
             continue
         stat = path.stat()
-        store.record_instance(
-            study_uid=verdict.study_uid, series_uid=verdict.series_uid, sop_uid=verdict.sop_uid,
-            path=str(path), size=stat.st_size, calling_aet=None, modality=verdict.modality,
-            description=verdict.description, expected_count=verdict.expected_count,
-            now=stat.st_mtime)
+        try:
+            store.record_instance(
+                study_uid=verdict.study_uid, series_uid=verdict.series_uid, sop_uid=verdict.sop_uid,
+                path=str(path), size=stat.st_size, calling_aet=None, modality=verdict.modality,
+                description=verdict.description, expected_count=verdict.expected_count,
+                now=stat.st_mtime)
+        except DuplicateInstance:  # the series that has it keeps it
+            log.warning("spool_file_duplicate", path=str(path),
+                        reason="SOP Instance UID recorded under another series")
+            continue
         count += 1
     if count:
         log.warning("instances_rerecorded", count=count,

@@ -5,25 +5,19 @@ every case ends with the node still serving (C-ECHO)."""
 from __future__ import annotations
 
 import io
-import socket
 import struct
 
 import pydicom
 import pytest
-from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
-from pynetdicom import build_context
+from pydicom.uid import UID
 from pynetdicom.dsutils import decode
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 
 from ichnode.dicom import dimse, ul
 from ichnode.dicom.status import StoreStatus
 from ichnode.synth import SynthSpec, write_series
 
+from tests.rawpeer import CT_CONTEXT, associate, command, read_pdu
 from tests.reliability.peers import association, echo_ok, start_node
-
-CT_CONTEXT = 1
-
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
@@ -31,44 +25,6 @@ def node(tmp_path_factory):
     yield node
     assert echo_ok(node.port), "the node stopped answering C-ECHO"
     node.stop()
-
-
-def read_pdu(sock) -> tuple[int, bytes]:
-    sock.settimeout(10)
-    pdu_type, _, length = struct.unpack(">BBL", ul.recv_exact(sock, 6))
-    return pdu_type, bytes(ul.recv_exact(sock, length))
-
-
-def associate(port: int) -> socket.socket:
-    """A raw association proposing CT Image Storage (Explicit VR Little Endian) as context 1."""
-    request = A_ASSOCIATE()
-    request.application_context_name = "1.2.840.10008.3.1.1.1"
-    request.calling_ae_title, request.called_ae_title = "RAWPEER", "ICHNODE"
-    context = build_context(CTImageStorage, [ExplicitVRLittleEndian])
-    context.context_id = CT_CONTEXT
-    request.presentation_context_definition_list = [context]
-    length = MaximumLengthNotification()
-    length.maximum_length_received = 16384
-    request.user_information = [length]
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(request)
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(pdu.encode())
-    pdu_type, body = read_pdu(sock)
-    assert pdu_type == ul.ASSOCIATE_AC
-    ac = A_ASSOCIATE_AC()
-    ac.decode(bytes([pdu_type, 0]) + len(body).to_bytes(4, "big") + body)
-    (accepted,) = ac.to_primitive().presentation_context_definition_results_list
-    assert accepted.result == 0 and accepted.transfer_syntax[0] == ExplicitVRLittleEndian
-    return sock
-
-
-def command(field: int, message_id: int = 1, dataset: bool = True) -> bytes:
-    elements = [(0x0002, CTImageStorage.encode() + b"\x00"), (0x0100, struct.pack("<H", field)),
-                (0x0110, struct.pack("<H", message_id)),
-                (0x0800, struct.pack("<H", 0x0000 if dataset else 0x0101))]
-    body = b"".join(struct.pack("<HHI", 0, tag, len(v)) + v for tag, v in elements)
-    return struct.pack("<HHII", 0, 0, 4, len(body)) + body
 
 
 def test_pdv_on_a_context_that_was_not_accepted_is_aborted(node):

@@ -182,6 +182,29 @@ def test_dicom_tls_with_client_certificates(tmp_path, processes, pki):
     assert len(handshakes) >= 3 and all("TLS handshake failed" in r["reason"] for r in handshakes)
 
 
+def test_client_certificate_is_tied_to_its_ae_titles(tmp_path, processes, pki):
+    """tls.certificate_aets: a valid client certificate may only call as the AE titles it is
+    mapped to; another title with the same certificate is rejected on the A-ASSOCIATE-RQ."""
+    write_series(tmp_path / "series", SynthSpec(subtype="none", matrix=64, seed=96))
+    files = sorted((tmp_path / "series").glob("CT*.dcm"))[:1]
+    port = free_port()
+    config = write_config(tmp_path / "ichnode.yaml", tmp_path / "var", port, [],
+                          tls={"cert": str(pki / "server.crt"), "key": str(pki / "server.key"),
+                               "ca": str(pki / "ca.crt"),
+                               "certificate_aets": [{"common_name": "ichnode test client",
+                                                     "ae_titles": ["CT1"]}]},
+                          assembly={"quiet_seconds": 300})
+    node = processes(serve_args(config), tmp_path / "serve.log")
+    wait_serving(node, port)
+    tls = ["+tls", str(pki / "client.key"), str(pki / "client.crt"), "+cf", str(pki / "ca.crt")]
+    assert storescu(files, port, *tls, aet="CT1").returncode == 0
+    other = storescu(files, port, *tls, aet="CT2")
+    assert other.returncode != 0 and "Association Rejected" in other.stdout + other.stderr
+    node.stop()
+    rejected = [r for r in read_audit(tmp_path / "var" / "audit.jsonl") if r["event"] == "association_rejected"]
+    assert len(rejected) == 1 and "client certificate" in rejected[0]["reason"]
+
+
 def test_tls_config_is_validated(tmp_path, pki):
     with pytest.raises(ConfigError, match=r"tls\.key"):
         load_config(None, overrides={"tls.cert": str(pki / "server.crt")})
