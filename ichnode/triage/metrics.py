@@ -1,11 +1,15 @@
-"""Prometheus metrics of one node (own registry, served at /metrics on the worklist web app).
+"""Prometheus metrics of one node (own registry, served at /metrics on the worklist web app, to
+logged-in users or the web.metrics_token bearer).
 
 No patient data in any label: stages, priorities, channels, failure kinds (digits masked) and the
-source series' ManufacturerModelName (for score drift per scanner model).
+source series' ManufacturerModelName (for score drift per scanner model). The last two come from
+outside (a sender's header, a peer's error text), so each keeps at most a fixed number of distinct
+values and counts later new ones as "other": a hostile sender cannot grow /metrics without bound.
 """
 from __future__ import annotations
 
 import re
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -16,12 +20,35 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 STAGES = ("receive", "complete", "assemble", "infer", "write", "send", "notify")
+MAX_SCANNER_MODELS = 32  # distinct manufacturer_model values; a site has a handful of CT models
+MAX_FAILURE_REASONS = 64  # distinct reason values, over all stages
+OTHER = "other"
 
 
 def failure_reason(text: str | None) -> str:
     """A bounded label from a free-text reason: numbers masked, cut to 80 characters."""
     text = re.sub(r"\d+(\.\d+)?", "N", text or "unknown")
     return re.sub(r"\s+", " ", text).strip()[:80]
+
+
+class BoundedLabel:
+    """The first `limit` distinct values of a label pass as they are; any later new value is
+    OTHER. First come rather than top-N by count: simpler, and a series once scraped cannot be
+    taken back anyway; a site's own scanners normally fill the first places."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        with self._lock:
+            if value in self._seen:
+                return value
+            if len(self._seen) < self.limit:
+                self._seen.add(value)
+                return value
+            return OTHER
 
 
 class Metrics:
@@ -45,6 +72,8 @@ class Metrics:
         self.score = Histogram("ichnode_model_score_any",
                                "probabilities['any'] of analysed series, by source scanner model",
                                ["manufacturer_model"], buckets=SCORE_BUCKETS, registry=r)
+        self._scanner_model = BoundedLabel(MAX_SCANNER_MODELS)
+        self._failure_reason = BoundedLabel(MAX_FAILURE_REASONS)
         for stage in STAGES:
             self.stage.labels(stage=stage)  # every stage is listed from the start
         if worklist is not None:
@@ -70,11 +99,11 @@ class Metrics:
 
     def observe_score(self, probabilities: dict, scanner_model: str | None) -> None:
         if "any" in probabilities:
-            self.score.labels(manufacturer_model=(scanner_model or "unknown")[:64]).observe(
-                float(probabilities["any"]))
+            model = self._scanner_model(re.sub(r"\s+", " ", scanner_model or "unknown").strip()[:64])
+            self.score.labels(manufacturer_model=model).observe(float(probabilities["any"]))
 
     def failure(self, stage: str, reason: str | None) -> None:
-        self.failures.labels(stage=stage, reason=failure_reason(reason)).inc()
+        self.failures.labels(stage=stage, reason=self._failure_reason(failure_reason(reason))).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

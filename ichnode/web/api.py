@@ -1,13 +1,12 @@
-"""The JSON API of the worklist: items as JSON, the OpenAPI document, and the shared auth check.
+"""The JSON API of the worklist: items as JSON and the OpenAPI document.
 
-Authentication: the page's signed session cookie, or HTTP Basic with a `web.users` account (for
-scripts), both under the failed-login throttle (throttle.py). A POST authenticated by cookie must say it is not a plain form (JSON content type or an
-X-Requested-With header): a cross-site form cannot, so the cookie cannot be abused (CSRF).
+Authentication (access.py): the page's session cookie, or HTTP Basic with a `web.users` account
+(for scripts), both under the login throttle (throttle.py). A POST authenticated by cookie must say
+it is not a plain form (JSON content type or an X-Requested-With header): a cross-site form cannot,
+so the cookie cannot be abused (CSRF).
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from datetime import datetime, timezone
 
@@ -16,12 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.schemas import SchemaGenerator
 
 from ichnode import __version__
-from ichnode.log import get_logger
 from ichnode.results.codes import NOTICE
-from ichnode.web.auth import verify_password
-from ichnode.web.throttle import LoginThrottle
-
-log = get_logger("ichnode.web")
 
 
 def iso(epoch: float | None) -> str | None:
@@ -63,48 +57,6 @@ def api_notification(n: dict) -> dict:
     return {"channel": n["channel"], "state": n["state"], "attempts": n["attempts"],
             "sent_at": iso(n["sent_at"]), "time_to_notification_s": n["time_to_notification_s"],
             "ack_code": n["ack_code"], "error": n["error"]}
-
-
-class Throttled(Exception):
-    """Too many failed logins from this address (throttle.py): answered with 429."""
-
-    def __init__(self, retry_after_s: float):
-        super().__init__(f"too many failed logins from this address; retry in {retry_after_s:.0f} s")
-        self.retry_after_s = retry_after_s
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
-class Auth:
-    def __init__(self, users: dict[str, str], throttle: LoginThrottle | None = None):
-        self.users = users
-        self.throttle = throttle or LoginThrottle()
-
-    def check_throttle(self, request: Request) -> None:
-        wait = self.throttle.retry_after(client_address(request))
-        if wait is not None:
-            raise Throttled(wait)
-
-    def user(self, request: Request) -> tuple[str | None, str | None]:
-        """(user name, "session" | "basic"), or (None, None)."""
-        name = request.session.get("user")
-        if name in self.users:
-            return name, "session"
-        header = request.headers.get("authorization", "")
-        if header[:6].lower() == "basic ":
-            try:
-                name, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return None, None
-            self.check_throttle(request)
-            if name in self.users and verify_password(password, self.users[name]):
-                self.throttle.succeeded(client_address(request))
-                return name, "basic"
-            self.throttle.failed(client_address(request))
-            log.warning("login_failed", how="basic", address=client_address(request))
-        return None, None
 
 
 def unauthorised() -> JSONResponse:

@@ -1,5 +1,6 @@
 """The worklist web app: login, worklist, study page, JSON API, OpenAPI document, /metrics, and
-STOW-RS input (stow.py).
+STOW-RS input (stow.py). Sessions live on the server (sessions.py), logins are throttled before the
+password is hashed (throttle.py), request bodies are limited while they stream in (limits.py).
 
 Pages are Jinja2 templates rendered on the server; the worklist page polls the JSON API and swaps
 in the rows fragment when the worklist's version changes (no reload). Patient identifiers appear
@@ -13,12 +14,12 @@ import re
 import secrets
 import time
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -30,17 +31,21 @@ from ichnode.config import WebConfig
 from ichnode.log import get_logger
 from ichnode.results.codes import BANNER_TEXT
 from ichnode.triage.metrics import CONTENT_TYPE
-from ichnode.web.api import (Auth, Throttled, api_item, api_notification, client_address,
-                             csrf_safe_post, error, iso, schema_generator, unauthorised)
-from ichnode.web.auth import verify_password
+from ichnode.web import cookies
+from ichnode.web.access import Auth, client_address
+from ichnode.web.api import (api_item, api_notification, csrf_safe_post, error, iso,
+                             schema_generator, unauthorised)
+from ichnode.web.limits import FORM_MAX_BYTES, BodyLimit
+from ichnode.web.sessions import Session, SessionStore
 from ichnode.web.stow import stow_endpoint
-from ichnode.web.throttle import LoginThrottle
+from ichnode.web.throttle import LoginThrottle, Throttled
 
 log = get_logger("ichnode.web")
 HERE = Path(__file__).parent
 IMAGE_NAME = re.compile(r"^(thumbnail|key_\d{4})\.png$")
 ACTIONS = ("acknowledge", "dismiss", "restore")
-_DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+STOW_PATH = "/dicomweb/studies"
+TOKEN = re.compile(r"^[A-Za-z0-9_-]{32}$")  # what secrets.token_urlsafe(24) gives
 
 
 def _age(seconds: float) -> str:
@@ -67,6 +72,17 @@ def _person(name: str | None) -> str:
 
 def _safe_next(value: str | None) -> str:
     return value if value and value.startswith("/") and not value.startswith("//") else "/"
+
+
+def _same_token(sent: object, expected: str) -> bool:
+    # As bytes: compare_digest refuses non-ASCII str, and a form field can hold anything.
+    return secrets.compare_digest(str(sent).encode(), expected.encode())
+
+
+def _form_encoded(request: Request) -> bool:
+    """Our forms are url-encoded; refusing multipart keeps its parser away from anonymous input."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind == "application/x-www-form-urlencoded"
 
 
 class SecurityHeaders:
@@ -96,24 +112,32 @@ class SecurityHeaders:
 
 
 def build_app(config: WebConfig, worklist, metrics, results_dir: Path,
-              store_handler=None) -> Starlette:
-    """The web app; with store_handler (the node's scp.StoreHandler) it also takes STOW-RS input."""
+              store_handler=None, *, clock: Callable[[], float] = time.monotonic) -> Starlette:
+    """The web app; with store_handler (the node's scp.StoreHandler) it also takes STOW-RS input.
+    clock: for session expiry and the login throttle (tests move it on)."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters.update(age=_age, local_time=_local_time, person=_person)
     templates.env.globals.update(banner=BANNER_TEXT, ichnode_version=__version__,
                                  refresh_s=config.refresh_s)
-    auth = Auth({u.name: u.password_hash for u in config.users},
-                LoginThrottle(config.login_max_failures, config.login_window_s))
+    throttle = LoginThrottle(config.login_max_failures, config.login_max_failures_per_address,
+                             config.login_window_s, clock)
+    auth = Auth({u.name: u.password_hash for u in config.users}, throttle,
+                SessionStore(config.session_max_age_s, clock), config.metrics_token, clock)
     schema = schema_generator()
 
-    def csrf_token(request: Request) -> str:
-        if "csrf" not in request.session:
-            request.session["csrf"] = secrets.token_urlsafe(24)
-        return request.session["csrf"]
-
-    def page(request: Request, name: str, **context) -> Response:
-        context.update(user=request.session.get("user"), csrf=csrf_token(request), now=time.time())
+    def page(request: Request, name: str, session: Session, **context) -> Response:
+        context.update(user=session.user, csrf=session.csrf, now=time.time())
         return templates.TemplateResponse(request, name, context)
+
+    def login_page(request: Request, status: int = 200, **context) -> Response:
+        """The login form, its CSRF token in a cookie too (double submit: no state before login)."""
+        token = request.cookies.get(cookies.LOGIN_CSRF, "")
+        token = token if TOKEN.match(token) else secrets.token_urlsafe(24)
+        context = {"next": "/", "failed": False, **context, "user": None, "csrf": token,
+                   "now": time.time()}
+        response = templates.TemplateResponse(request, "login.html", context, status_code=status)
+        cookies.set_login_csrf(response, config, request, token)
+        return response
 
     def login_redirect(request: Request) -> RedirectResponse:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -124,64 +148,69 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path,
 
     # --- pages ----------------------------------------------------------------------------
     def login_form(request: Request) -> Response:
-        return page(request, "login.html", next=_safe_next(request.query_params.get("next")),
-                    failed=False)
+        return login_page(request, next=_safe_next(request.query_params.get("next")))
 
     async def login(request: Request) -> Response:
-        form = await request.form()
+        if not _form_encoded(request):
+            return Response("send the login form (url-encoded)", status_code=415)
+        form = await request.form()  # at most FORM_MAX_BYTES (limits.BodyLimit)
         name, password = str(form.get("username", "")), str(form.get("password", ""))
         next_url = _safe_next(str(form.get("next", "/")))
-        if not secrets.compare_digest(str(form.get("csrf", "")), csrf_token(request)):
-            return page(request, "login.html", next=next_url, failed=True)
-        auth.check_throttle(request)
-        # Hash even for an unknown user, so the answer time does not tell which names exist.
-        ok = await run_in_threadpool(verify_password, password, auth.users.get(name, _DUMMY_HASH))
-        ok = ok and name in auth.users
-        if not ok:
-            auth.throttle.failed(client_address(request))
-            log.warning("login_failed", how="form", address=client_address(request))
-            response = page(request, "login.html", next=next_url, failed=True)
-            response.status_code = 401
-            return response
-        auth.throttle.succeeded(client_address(request))
-        request.session.clear()
-        request.session.update(user=name, csrf=secrets.token_urlsafe(24), since=time.time())
+        token = request.cookies.get(cookies.LOGIN_CSRF, "")
+        if not token or not _same_token(form.get("csrf", ""), token):
+            return login_page(request, 403, next=next_url, failed=True)
+        # Raises Throttled before hashing when the account or the address is over its limit.
+        if not await run_in_threadpool(auth.login, name, password, client_address(request), "form"):
+            return login_page(request, 401, next=next_url, failed=True)
+        auth.sessions.delete(request.cookies.get(cookies.SESSION))  # a new id at each login
+        session = auth.sessions.create(name)
         log.info("login", user=name)
-        return RedirectResponse(next_url, status_code=303)
+        response = RedirectResponse(next_url, status_code=303)
+        cookies.set_session(response, config, request, session.id)
+        cookies.clear_login_csrf(response, config, request)
+        return response
 
     def logout(request: Request) -> Response:
-        request.session.clear()
-        return RedirectResponse("/login", status_code=303)
+        auth.sessions.delete(request.cookies.get(cookies.SESSION))  # a copied cookie dies too
+        response = RedirectResponse("/login", status_code=303)
+        cookies.clear_session(response, config, request)
+        return response
 
     def worklist_page(request: Request) -> Response:
-        if auth.user(request)[1] != "session":
+        session = auth.session(request)
+        if session is None:
             return login_redirect(request)
         show_all = request.query_params.get("all") == "1"
-        return page(request, "worklist.html", items=current(show_all),
+        return page(request, "worklist.html", session, items=current(show_all),
                     show_all=show_all, version=worklist.version())
 
     def worklist_rows(request: Request) -> Response:
-        if auth.user(request)[1] != "session":
+        session = auth.session(request)
+        if session is None:
             return Response("login required", status_code=401)
         show_all = request.query_params.get("all") == "1"
-        return page(request, "_rows.html", items=current(show_all),
+        return page(request, "_rows.html", session, items=current(show_all),
                     show_all=show_all)
 
     def study_page(request: Request) -> Response:
-        if auth.user(request)[1] != "session":
+        session = auth.session(request)
+        if session is None:
             return login_redirect(request)
         row = worklist.get(request.path_params["job"])
         if row is None:
             return Response("no such study on the worklist", status_code=404)
-        return page(request, "study.html", item=row,
+        return page(request, "study.html", session, item=row,
                     notifications=worklist.notifications(row["job_id"]))
 
     async def study_action(request: Request) -> Response:
-        user, how = auth.user(request)
-        if how != "session":
+        session = auth.session(request)
+        if session is None:
             return login_redirect(request)
+        user = session.user
+        if not _form_encoded(request):
+            return Response("send the form (url-encoded)", status_code=415)
         form = await request.form()
-        if not secrets.compare_digest(str(form.get("csrf", "")), csrf_token(request)):
+        if not _same_token(form.get("csrf", ""), session.csrf):
             return Response("stale form: reload the page", status_code=403)
         job, action = request.path_params["job"], request.path_params["action"]
         if action not in ACTIONS:
@@ -272,6 +301,8 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path,
     def metrics_endpoint(request: Request) -> Response:
         if not config.metrics:
             return Response("metrics are off (web.metrics)", status_code=404)
+        if not auth.may_scrape(request):
+            return unauthorised()
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     def healthz(request: Request) -> Response:
@@ -295,23 +326,25 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path,
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     if store_handler is not None:
-        routes.append(Route("/dicomweb/studies", methods=["POST"], include_in_schema=False,
-                            endpoint=stow_endpoint(store_handler, auth,
-                                                   int(config.stow_max_mb * 2 ** 20))))
-    middleware = [
-        Middleware(SecurityHeaders),
-        Middleware(SessionMiddleware, secret_key=config.session_secret or secrets.token_urlsafe(32),
-                   session_cookie="ichnode_session", max_age=config.session_max_age_s,
-                   same_site="strict", https_only=config.tls_cert is not None),
-    ]
+        routes.append(Route(STOW_PATH, methods=["POST"], include_in_schema=False,
+                            endpoint=stow_endpoint(store_handler, auth)))
+    stow_max = int(config.stow_max_mb * 2 ** 20)
+
+    def body_limit(path: str) -> tuple[int, str]:
+        if path == STOW_PATH:
+            return stow_max, "web.stow_max_mb"
+        return FORM_MAX_BYTES, "the limit for forms and API requests"
+
+    middleware = [Middleware(SecurityHeaders), Middleware(BodyLimit, limit_for=body_limit)]
+
     def throttled(request: Request, exc: Throttled) -> Response:
         log.warning("login_throttled", address=client_address(request))
-        headers = {"Retry-After": str(int(exc.retry_after_s) + 1)}
-        if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": str(exc)}, status_code=429, headers=headers)
-        response = page(request, "login.html", next="/", failed=False,
-                        throttled_min=int(exc.retry_after_s // 60) + 1)
-        response.status_code, response.headers["Retry-After"] = 429, headers["Retry-After"]
+        retry_after = str(int(exc.retry_after_s) + 1)
+        if request.url.path != "/login":
+            return JSONResponse({"error": str(exc)}, status_code=429,
+                                headers={"Retry-After": retry_after})
+        response = login_page(request, 429, throttled_min=int(exc.retry_after_s // 60) + 1)
+        response.headers["Retry-After"] = retry_after
         return response
 
     return Starlette(routes=routes, middleware=middleware,

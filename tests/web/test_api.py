@@ -135,7 +135,8 @@ def test_login_worklist_api_and_openapi(stores, tmp_path, users):
         remaining = json.loads(client.request("/api/worklist")[2])["items"]
         assert [i["job"] for i in remaining] == [critical]
 
-        status, headers, metrics, _ = anonymous.request("/metrics")
+        assert anonymous.request("/metrics")[0] == 401
+        status, headers, metrics, _ = client.request("/metrics")
         assert status == 200 and "ichnode_stage_seconds_bucket" in metrics and "DOE" not in metrics
 
         assert client.request("/logout", b"", method="POST")[3].endswith("/login")

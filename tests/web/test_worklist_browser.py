@@ -1,6 +1,6 @@
 """The worklist seen by a radiologist: a real node (in process, port 0) fed by DCMTK storescu with a
 hemorrhage series and a normal series, a real headless Chromium driving the pages, a real MLLP
-listener receiving the ORU^R01 notifications and /metrics scraped afterwards.
+listener receiving the ORU^R01 notifications and /metrics scraped afterwards (bearer token).
 
 Screenshots go to artifacts/worklist.png and artifacts/study.png (gitignored).
 """
@@ -25,6 +25,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORD = "s3cret-for-tests"
+METRICS_TOKEN = "scraper-token-for-tests-0123456789"
 
 
 def metric_samples(text):
@@ -66,7 +67,8 @@ def test_worklist_in_chromium_with_mllp_and_metrics(tmp_path, processes, caplog)
             "destinations": [{"name": "pacs", "ae_title": "DEST", "host": "127.0.0.1",
                               "port": dest_port}],
             "web": {"enabled": True, "host": "127.0.0.1", "port": 0, "refresh_s": 0.5,
-                    "users": [{"name": "ann", "password_hash": hash_password(PASSWORD)}]},
+                    "users": [{"name": "ann", "password_hash": hash_password(PASSWORD)}],
+                    "metrics_token": METRICS_TOKEN},
             "notify": {"mllp": {"host": "127.0.0.1", "port": ris.port,
                                 "receiving_application": "RIS"}}})
         node = Node(config).start()
@@ -143,7 +145,9 @@ def test_worklist_in_chromium_with_mllp_and_metrics(tmp_path, processes, caplog)
             ttn = {n["job_id"]: n["time_to_notification_s"] for n in notes}
             assert all(t > 0 for t in ttn.values())
 
-            with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+            scrape = urllib.request.Request(base + "/metrics",
+                                            headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+            with urllib.request.urlopen(scrape, timeout=10) as r:
                 samples = metric_samples(r.read().decode())
         finally:
             node.stop()
