@@ -123,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args, config) -> int:
+    from ichnode.exposure import warn
     from ichnode.node import Node
 
+    warn(config)  # listeners beyond loopback with empty allow-lists, unchecked TLS peers
     node = Node(config).start(port=args.port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,4 +1,5 @@
-"""C-STORE SCU: one association per job and destination, per-instance status.
+"""C-STORE SCU: one association per job and destination, per-instance status; DICOM TLS when the
+destination has a `tls` block (ichnode/tls_client.py).
 
 What a destination already acknowledged (recorded by the caller through `on_sent`) is not sent again.
 """
@@ -14,6 +15,7 @@ from pynetdicom import AE
 from ichnode.config import Destination
 from ichnode.errors import SendError
 from ichnode.log import get_logger
+from ichnode.tls_client import client_context, describe as describe_tls, server_name
 
 log = get_logger("ichnode.sender")
 
@@ -41,10 +43,22 @@ def send(items: list[Outgoing], dest: Destination, *, calling_aet: str, timeout_
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     for sop_class, syntax in sorted({(i.sop_class, i.transfer_syntax) for i in items}):
         ae.add_requested_context(sop_class, syntax)
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    tls_args, tls_failures = None, []
+    if dest.tls is not None:
+        try:
+            context = client_context(dest.tls, tls_failures)
+        except (OSError, ValueError) as exc:  # files changed since the configuration was loaded
+            raise SendError(f"destination {dest.name}: TLS set-up failed: {exc}") from exc
+        tls_args = (context, server_name(dest.tls, dest.host))
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
     if not assoc.is_established:
-        raise SendError(f"destination {dest.name} ({dest.ae_title}@{dest.host}:{dest.port}) "
-                        "rejected or did not answer the association")
+        where = f"destination {dest.name} ({dest.ae_title}@{dest.host}:{dest.port}" + \
+                (" over TLS)" if tls_args else ")")
+        if tls_failures:
+            raise SendError(f"{where}: TLS connection failed: {describe_tls(tls_failures[-1])}")
+        raise SendError(f"{where} rejected or did not answer the association" +
+                        (" (also how a TLS peer answers when it refuses this node's client "
+                         "certificate)" if tls_args else ""))
     failures = []
     try:
         for item in items:
@@ -62,4 +76,4 @@ def send(items: list[Outgoing], dest: Destination, *, calling_aet: str, timeout_
     if failures:
         raise SendError(f"destination {dest.name}: {len(failures)} instance(s) not stored "
                         f"({failures[0]})")
-    log.info("sent", destination=dest.name, count=len(items))
+    log.info("sent", destination=dest.name, count=len(items), tls=tls_args is not None)

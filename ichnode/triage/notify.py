@@ -7,12 +7,16 @@ image received -> notification acknowledged.
 
 The ORU carries the patient's ID and name in PID (the RIS needs them); the webhook body does not
 (accession number and UIDs only). Logs carry job ids and channel names, never a row's content.
+
+Messages are UTF-8 (MSH-18 "UNICODE UTF-8"): names such as MÜLLER go out as text; only the HL7
+delimiters and control characters are escaped. MLLP runs over TLS when notify.mllp.tls is given.
 """
 from __future__ import annotations
 
 import json
 import random
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -26,10 +30,14 @@ from ichnode.config import MllpConfig, NotifyConfig
 from ichnode.domain import ALL_CLASSES
 from ichnode.log import get_logger
 from ichnode.results.codes import NOTICE
+from ichnode.tls_client import client_context, describe as describe_tls, server_name
 
 log = get_logger("ichnode.notify")
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
-_ESCAPER = hl7.parse("MSH|^~\\&|\r")
+CHARSET = "UNICODE UTF-8"  # MSH-18; HL7 table 0211
+# HL7 v2 section 2.7: the delimiters of MSH-1/MSH-2 and the escape character; line breaks as \.br\.
+_ESCAPES = {"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\",
+            "\r": "\\.br\\", "\n": "\\.br\\"}
 ABNORMAL_FLAG = {"critical": "AA", "high": "A", "routine": "N", "not analysed": ""}
 
 
@@ -40,12 +48,29 @@ class NotifyError(Exception):
 
 
 def _esc(value) -> str:
-    return "" if value is None else _ESCAPER.escape(str(value))
+    """A field's text, HL7-escaped. Other characters stay as they are (the message is UTF-8), but
+    for control characters (\\Xhh\\, hex of their UTF-8 bytes: none can break the MLLP frame) and
+    lone surrogates (U+FFFD)."""
+    if value is None:
+        return ""
+    out = []
+    for c in str(value).replace("\r\n", "\r"):
+        if c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif c < " " or "\x7f" <= c < "\xa0":
+            out.append(f"\\X{c.encode('utf-8').hex().upper()}\\")
+        elif "\ud800" <= c <= "\udfff":
+            out.append("\ufffd")
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def _person_name(dicom_pn: str | None) -> str:
-    # DICOM PN and HL7 XPN both put family^given^middle^prefix^suffix in components.
-    return "^".join(_esc(part) for part in (dicom_pn or "").split("^"))
+    # DICOM PN and HL7 XPN both put family^given^middle^prefix^suffix in components. A PN has up to
+    # three groups (alphabetic=ideographic=phonetic); the XPN gets the first that is not empty.
+    group = next((g for g in (dicom_pn or "").split("=") if g.strip("^ ")), "")
+    return "^".join(_esc(part) for part in group.split("^"))
 
 
 def _ts(epoch: float | None) -> str:
@@ -58,7 +83,7 @@ def build_oru(row: dict, mllp: MllpConfig, control_id: str, now: float | None = 
     priority = row["priority"]
     msh = ["MSH", "^~\\&", _esc(mllp.sending_application), _esc(mllp.sending_facility),
            _esc(mllp.receiving_application), _esc(mllp.receiving_facility), _ts(now), "",
-           "ORU^R01^ORU_R01", _esc(control_id), "P", "2.5.1"]
+           "ORU^R01^ORU_R01", _esc(control_id), "P", "2.5.1", "", "", "", "", "", CHARSET]
     pid = ["PID", "1", "", f"{_esc(row.get('patient_id'))}", "", _person_name(row.get("patient_name"))]
     study_dt = (row.get("study_date") or "") + (row.get("study_time") or "").split(".")[0]
     obr = ["OBR", "1", "", _esc(row.get("accession")), "ICH-TRIAGE^AI ICH triage^L", "", "",
@@ -119,15 +144,26 @@ def read_frame(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     return buffer[start + 1 if start >= 0 else 0:buffer.index(EB)]
 
 
-def send_mllp(message: hl7.Message, host: str, port: int, timeout_s: float) -> str:
-    """Send one message, wait for its ACK; returns the ACK code (AA or CA), raises NotifyError."""
+def send_mllp(message: hl7.Message, host: str, port: int, timeout_s: float, tls=None) -> str:
+    """Send one message, wait for its ACK; returns the ACK code (AA or CA), raises NotifyError.
+    tls: a ClientTls block (MLLP over TLS) or None."""
     control_id = str(message.segment("MSH")(10))
+    where = f"MLLP {host}:{port}" + (" over TLS" if tls is not None else "")
     try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
-            sock.sendall(frame(message))
-            data = read_frame(sock)
+        context = None if tls is None else client_context(tls)
+    except (OSError, ValueError) as exc:  # files changed since the configuration was loaded
+        raise NotifyError(f"{where}: TLS set-up failed: {exc}") from exc
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw:
+            sock = raw if context is None else \
+                context.wrap_socket(raw, server_hostname=server_name(tls, host))
+            with sock:
+                sock.sendall(frame(message))
+                data = read_frame(sock)
+    except ssl.SSLError as exc:
+        raise NotifyError(f"{where}: {describe_tls(exc)}") from exc
     except OSError as exc:
-        raise NotifyError(f"MLLP {host}:{port}: {exc}") from exc
+        raise NotifyError(f"{where}: {exc}") from exc
     try:
         ack = hl7.parse(data.decode("utf-8", errors="replace"))
         msa = ack.segment("MSA")
@@ -235,7 +271,7 @@ class Notifier:
             if n["channel"] == "mllp":
                 message = build_oru(row, self.config.mllp, control_id)
                 ack = send_mllp(message, self.config.mllp.host, self.config.mllp.port,
-                                self.config.timeout_s)
+                                self.config.timeout_s, tls=self.config.mllp.tls)
             else:
                 status = post_webhook(self.config.webhook_url, webhook_body(row), self.config.timeout_s)
                 ack, control_id = f"HTTP {status}", None
