@@ -1,9 +1,11 @@
-"""Real senders' PDUs, recorded and replayed: what DCMTK storescu and pynetdicom put on the wire
+"""Real senders' PDUs, recorded and replayed: what DCMTK storescu, pynetdicom and Orthanc (the
+Debian package, routing as a PACS does) put on the wire
 is captured through a proxy on its way to one node, then replayed byte for byte to a fresh node,
 which must store the same instances and answer every C-STORE with Success. A change to the
 acceptor that breaks a real sender's framing (PDU splits, PDV fragmentation, release) fails here."""
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import threading
@@ -14,6 +16,7 @@ import pytest
 from ichnode.dicom import ul
 from ichnode.synth import SynthSpec, write_series
 
+from tests.orthanc_peer import Orthanc, orthanc_binary
 from tests.rawpeer import status_of
 from tests.reliability.peers import acknowledged, association, start_node, storescu
 
@@ -84,22 +87,34 @@ def series(tmp_path):
     return [tmp_path / "series" / f for f in truth["files"]][:12]
 
 
-def send_with_storescu(port, files):
+def send_with_storescu(port, files, workdir):
     result = storescu(files, port)
     assert len(acknowledged(result.stdout + result.stderr)) == len(files)
 
 
-def send_with_pynetdicom(port, files):
+def send_with_pynetdicom(port, files, workdir):
     with association(port) as assoc:
         assert all(assoc.send_c_store(pydicom.dcmread(f)).Status == 0 for f in files)
 
 
-@pytest.mark.parametrize("sender", [send_with_storescu, send_with_pynetdicom])
+def send_with_orthanc(port, files, workdir):
+    if orthanc_binary() is None:
+        pytest.skip("Orthanc is not installed (Debian package orthanc; scripts/setup --test installs it)")
+    pacs = Orthanc(workdir / "orthanc", modalities={"node": ("ICHNODE", "127.0.0.1", port)}).start()
+    try:
+        study = [pacs.upload(f) for f in files][0]["ParentStudy"]
+        pacs.post("/modalities/node/store", json.dumps({"Resources": [study], "Synchronous": True}).encode(),
+                  "application/json")
+    finally:
+        pacs.stop()
+
+
+@pytest.mark.parametrize("sender", [send_with_storescu, send_with_pynetdicom, send_with_orthanc])
 def test_recorded_sender_replays_to_the_same_instances(tmp_path, series, sender):
     recorder = start_node(tmp_path / "recorder")
     proxy = RecordingProxy(recorder.port)
     try:
-        sender(proxy.port, series)
+        sender(proxy.port, series, tmp_path)
     finally:
         proxy.close()
         recorder.stop()
