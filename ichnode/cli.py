@@ -268,26 +268,22 @@ def cmd_hash_password(args, config) -> int:
 def cmd_train(args, config) -> int:
     from ichnode.models.registry import get
 
-    name = get(args.model).name
-    if name == "dense_unet":
-        from ichnode.training.segment import main as trainer
-        return trainer(args.args)
-    if name == "resnet3d_multitask":
-        from ichnode.training.regress3d import main as trainer
-        return trainer(args.args)
-    from ichnode.training.classify import main as trainer
-    return trainer([name, *args.args])
+    spec = get(args.model)
+    return _run_model_cli(spec.trainer, spec.name, args.args)
 
 
 def cmd_evaluate(args, config) -> int:
     from ichnode.models.registry import get
 
-    name = get(args.model).name
-    if name in ("dense_unet", "resnet3d_multitask"):
-        from ichnode.training.evaluate_synthetic import main as evaluator
-        return evaluator(args.args)
-    from ichnode.training.crossval import main as evaluator
-    return evaluator([name, *args.args])
+    spec = get(args.model)
+    return _run_model_cli(spec.evaluator, spec.name, args.args)
+
+
+def _run_model_cli(module: str, model: str, argv: list[str]) -> int:
+    """The registry names the training / evaluation module of each model; each has ``cli(model, argv)``."""
+    import importlib
+
+    return importlib.import_module(module).cli(model, argv)
 
 
 def cmd_bench(args, config) -> int:

@@ -1,4 +1,4 @@
-"""Input preprocessing of the five networks, as the source papers describe it.
+"""Steps of the networks' input preprocessing, as the source papers describe them.
 
 Building blocks (numpy in, float32 numpy out; arrays are (z, y, x) or (y, x) like ``ichnode.domain``):
 
@@ -9,22 +9,7 @@ Building blocks (numpy in, float32 numpy out; arrays are (z, y, x) or (y, x) lik
   the edge columns, flood fill, and superimpose the resulting head mask on the image.
 * :func:`resize`, :func:`center_crop`, :func:`to_three_channels`, :func:`imagenet_normalize`.
 
-Per-network pipelines (``prepare_*``) turn a HU array into the network input without the batch axis:
-
-=====================  ==========================  ===================================================
-network (seed)         input                       steps
-=====================  ==========================  ===================================================
-resnet3d_multitask 000 (1, 32, 224, 224) in [0,1]  window [40, 110] HU -> [0, 1], crop blank border,
-                                                   linear resize to 32 x 224 x 224
-dtvit 001              (3, 224, 224)               fixation-device removal, brain window (WL 40, WW 80)
-                                                   -> [0, 1], resize 224, 3 channels, ImageNet mean/std
-dense_unet 002         (1, 512, 512) in [0,1]      brain window (WL 40, WW 80) -> [0, 1], 512 x 512
-vgg_wso 003            (1, 512, 512) in HU         HU as is (the network windows itself), 512 x 512
-resnet50_cls 004       (3, 224, 224) in [0,1]      brain window (WL 40, WW 80) -> [0, 1], resize 224,
-                                                   3 channels
-=====================  ==========================  ===================================================
-
-Where a paper does not name a window (001, 002, 004) the brain window WL 40 / WW 80 is used.
+The per-network pipelines that combine these steps are in :mod:`ichnode.models.inputs`.
 """
 from __future__ import annotations
 
@@ -37,11 +22,6 @@ from scipy import ndimage
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# (low, high) in HU
-ICH_WINDOW_000 = (40.0, 110.0)  # seed 000: "a brain window that clips [40, 110] HU"
-BRAIN_WINDOW = (0.0, 80.0)  # WL 40, WW 80
-AIR_HU = -1000.0
 
 
 # --------------------------------------------------------------------------------------------- windows
@@ -226,69 +206,3 @@ def imagenet_normalize(image: np.ndarray) -> np.ndarray:
     mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1)
     std = np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1)
     return (image - mean) / std
-
-
-# -------------------------------------------------------------------------------------- pipelines
-def _check_2d(hu: np.ndarray) -> np.ndarray:
-    hu = np.asarray(hu, dtype=np.float32)
-    if hu.ndim != 2:
-        raise ValueError(f"expected one (y, x) slice, got shape {hu.shape}")
-    return hu
-
-
-def prepare_resnet3d_multitask(
-    hu_volume: np.ndarray,
-    size: Sequence[int] = (32, 224, 224),
-    hu_window: tuple[float, float] = ICH_WINDOW_000,
-    crop: bool = True,
-    margin: int = 2,
-) -> np.ndarray:
-    """Seed 000: window [40, 110] HU -> [0, 1], cut the blank border, linear resize to 32 x 224 x 224.
-
-    The blank border is found on the windowed volume (the bone of the skull is the outermost non-blank
-    structure); the largest 3D component is used so isolated specks (table, noise) do not widen the box.
-    Returns (1, *size) float32.
-    """
-    hu_volume = np.asarray(hu_volume, dtype=np.float32)
-    if hu_volume.ndim != 3:
-        raise ValueError(f"expected a (z, y, x) volume, got shape {hu_volume.shape}")
-    x = window(hu_volume, *hu_window)
-    if crop:
-        x, _ = crop_blank_border(x, threshold=0.0, margin=margin, largest_component=True)
-    return resize(x, size, mode="linear")[None]
-
-
-def prepare_dtvit(
-    hu_slice: np.ndarray,
-    size: int = 224,
-    hu_window: tuple[float, float] = BRAIN_WINDOW,
-    remove_device: bool = True,
-) -> np.ndarray:
-    """Seed 001: fixation-device removal, window -> [0, 1], resize, 3 channels, ImageNet normalisation."""
-    hu = _check_2d(hu_slice)
-    if remove_device:
-        hu = remove_fixation_device(hu, background=AIR_HU)
-    x = resize(window(hu, *hu_window), (size, size))
-    return imagenet_normalize(to_three_channels(x))
-
-
-def prepare_dense_unet(
-    hu_slice: np.ndarray, size: int = 512, hu_window: tuple[float, float] = BRAIN_WINDOW
-) -> np.ndarray:
-    """Seed 002: one windowed slice in [0, 1] at the CT matrix size (512). Returns (1, size, size)."""
-    hu = _check_2d(hu_slice)
-    return resize(window(hu, *hu_window), (size, size))[None]
-
-
-def prepare_vgg_wso(hu_slice: np.ndarray, size: int = 512) -> np.ndarray:
-    """Seed 003: the network takes HU (its window-setting module windows); only resized. (1, size, size)."""
-    hu = _check_2d(hu_slice)
-    return resize(hu, (size, size))[None]
-
-
-def prepare_resnet50_cls(
-    hu_slice: np.ndarray, size: int = 224, hu_window: tuple[float, float] = BRAIN_WINDOW
-) -> np.ndarray:
-    """Seed 004: 224 x 224 x 3 in [0, 1] (windowed grey slice repeated to 3 channels)."""
-    hu = _check_2d(hu_slice)
-    return to_three_channels(resize(window(hu, *hu_window), (size, size)))

@@ -1,25 +1,33 @@
-"""Name -> network: builder, paper (default) and small hyper-parameters, version, expected input.
+"""Name -> network: everything that differs between the five networks, as data.
 
 >>> spec = get("resnet50_cls")
->>> model = spec.build()              # the paper's configuration
->>> tiny = spec.build(small=True)     # small variant for tests / CPU training
->>> x = spec.input.prepare(hu_slice)  # numpy float32, no batch axis
+>>> model = spec.build()                                    # the paper's configuration
+>>> tiny = spec.build(small=True)                           # small variant for tests / CPU training
+>>> x = spec.input.hu_to_input(hu_slices, (128, 128)).array  # (n, 3, 128, 128) float32
+
+Per entry: builder and configurations; the **one** HU -> input function (``input``, see
+:mod:`ichnode.models.inputs`) that training, evaluation and serving all use; the output heads and which
+of them need a sidecar flag before anything is reported (``heads``, see :mod:`ichnode.models.heads`); the
+heatmap kind; which engine runs it (``task``); and which modules ``ichnode train`` / ``ichnode evaluate``
+run for it (``trainer`` / ``evaluator``, each with a ``cli(model, argv)`` function).
 
 ``version`` changes whenever the architecture or preprocessing changes in a way that makes saved
 weights or results incomparable; ``info`` is the ``ModelInfo`` the engines report.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from ichnode.domain import ModelInfo
-from ichnode.models import preprocess as pp
+from ichnode.models import inputs
 from ichnode.models.dense_unet import PAPER_CLASSES as DENSE_UNET_CLASSES
 from ichnode.models.dense_unet import PAPER_CONFIG as DENSE_UNET_PAPER
 from ichnode.models.dense_unet import SMALL_CONFIG as DENSE_UNET_SMALL
@@ -27,9 +35,11 @@ from ichnode.models.dense_unet import DenseUNet
 from ichnode.models.dtvit import ICH_CLASSES, LOCATION_CLASSES, DTViT
 from ichnode.models.dtvit import PAPER_CONFIG as DTVIT_PAPER
 from ichnode.models.dtvit import SMALL_CONFIG as DTVIT_SMALL
+from ichnode.models.heads import (CAM, CLASS_PROBABILITY, GRAD_CAM, Head, Heads, sigmoid_channel,
+                                  sigmoid_channels_from, softmax, softmax_channel)
 from ichnode.models.resnet3d_multitask import PAPER_CONFIG as R3D_PAPER
 from ichnode.models.resnet3d_multitask import SMALL_CONFIG as R3D_SMALL
-from ichnode.models.resnet3d_multitask import ResNet3DMultiTask
+from ichnode.models.resnet3d_multitask import ResNet3DMultiTask, cbrt_mm_to_ml
 from ichnode.models.resnet50_cls import CLASSES as R50_CLASSES
 from ichnode.models.resnet50_cls import PAPER_CONFIG as R50_PAPER
 from ichnode.models.resnet50_cls import SMALL_CONFIG as R50_SMALL
@@ -40,15 +50,36 @@ from ichnode.models.vgg_wso import SMALL_CONFIG as VGG_SMALL
 from ichnode.models.vgg_wso import VGG16WSO
 
 
+# tasks (ModelSpec.task): which engine of ichnode.infer.deep runs the network
+SLICE_CLASSIFICATION = "slice_classification"
+SLICE_SEGMENTATION = "slice_segmentation"
+VOLUME_REGRESSION = "volume_regression"
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """What ``forward`` expects for one sample (batch axis not included)."""
+    """What ``forward`` expects and how HU become it."""
 
-    dims: int  # 2: one axial slice, 3: a whole volume
-    shape: tuple[int, ...]  # (C, H, W) or (C, D, H, W) of the paper configuration
-    small_shape: tuple[int, ...]  # a valid input of the small configuration
+    dims: int  # 2: axial slices, 3: a whole volume
+    shape: tuple[int, ...]  # (C, H, W) or (C, D, H, W) of one sample in the paper configuration
+    small_shape: tuple[int, ...]  # a valid sample of the small configuration
     values: str  # what the numbers are
-    prepare: Callable[[np.ndarray], np.ndarray]  # HU slice (y, x) / volume (z, y, x) -> input
+    pipeline: Callable[[np.ndarray, tuple[int, ...]], inputs.NetworkInput]  # see hu_to_input
+    size_multiple: int = 1  # every spatial size must be a multiple of this (pooling / patch stride)
+
+    def hu_to_input(self, hu: np.ndarray, size: Sequence[int] | None = None) -> inputs.NetworkInput:
+        """HU slices (n, y, x) (2D) or one HU volume (z, y, x) (3D) -> the network input at spatial ``size``
+        (default: the paper's), batch axis first. The only way HU become this network's input."""
+        size = tuple(int(v) for v in (self.shape[1:] if size is None else size))
+        if len(size) != self.dims or any(v < 1 or v % self.size_multiple for v in size):
+            raise ValueError(f"input size {size}: need {self.dims} sizes, multiples of {self.size_multiple}")
+        return self.pipeline(hu, size)
+
+    def trained_size(self, meta: Mapping[str, Any]) -> tuple[int, ...]:
+        """The spatial input size the weights' sidecar records (``image_size``: 2D, ``input_size``: 3D)."""
+        if self.dims == 2:
+            return (int(meta["image_size"]),) * 2
+        return tuple(int(v) for v in meta["input_size"])
 
 
 @dataclass(frozen=True)
@@ -62,6 +93,12 @@ class ModelSpec:
     small: Mapping[str, Any]  # small variant (same architecture, fewer/narrower layers)
     input: InputSpec
     outputs: tuple[str, ...]  # keys of forward's dict
+    task: str  # SLICE_CLASSIFICATION | SLICE_SEGMENTATION | VOLUME_REGRESSION
+    heads: Heads
+    trainer: str  # module run by `ichnode train MODEL`
+    evaluator: str  # module run by `ichnode evaluate MODEL`
+    heatmap: str | None = None  # heads.CAM | heads.GRAD_CAM | heads.CLASS_PROBABILITY
+    size_option: str | None = None  # build option fixed by the input size (a ViT's position embedding)
     class_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per output with a class axis
 
     @property
@@ -94,10 +131,21 @@ _SPECS = (
             dims=3,
             shape=(1, 32, 224, 224),
             small_shape=(1, 8, 32, 32),
-            values="HU window [40, 110] -> [0, 1], blank border cropped, linear resize to 32x224x224",
-            prepare=pp.prepare_resnet3d_multitask,
+            values="window [40, 110] HU -> [0, 1], blank border cropped, anti-aliased in-plane then linear z "
+                   "resize (paper: 32x224x224)",
+            pipeline=inputs.resnet3d_multitask_input,
         ),
         outputs=("volume_cbrt", "prognosis_logit", "features"),
+        task=VOLUME_REGRESSION,
+        heads=Heads(
+            volume=Head("volume_cbrt", cbrt_mm_to_ml, "hematoma volume (mL) = cbrt_mm_to_ml(volume_cbrt)"),
+            # needs outcome labels; phantoms have none
+            prognosis=Head("prognosis_logit", torch.sigmoid, "P(death) = sigmoid(prognosis_logit)",
+                           trained_flag="prognosis_trained"),
+        ),
+        heatmap=GRAD_CAM,
+        trainer="ichnode.training.regress3d",
+        evaluator="ichnode.training.evaluate_synthetic",
     ),
     ModelSpec(
         name="dtvit",
@@ -111,10 +159,23 @@ _SPECS = (
             dims=2,
             shape=(3, 224, 224),
             small_shape=(3, 32, 32),
-            values="fixation device removed, brain window -> [0, 1], 3 channels, ImageNet mean/std",
-            prepare=pp.prepare_dtvit,
+            values="8-bit brain window (WL 40, WW 80) -> [0, 1], square, resized, 3 channels, ImageNet "
+                   "mean/std (the paper's fixation-device removal is not applied: see ichnode.models.inputs)",
+            pipeline=inputs.dtvit_input,
+            size_multiple=16,  # the patch size
         ),
         outputs=("ich_logits", "location_logits"),
+        task=SLICE_CLASSIFICATION,
+        heads=Heads(
+            hemorrhage=Head("ich_logits", partial(softmax_channel, index=1),
+                            "P(hemorrhage) = softmax(ich_logits)[:, 1]"),
+            # needs IPH location labels; head-ct-png has none
+            location=Head("location_logits", softmax, "softmax(location_logits)", LOCATION_CLASSES,
+                          trained_flag="location_trained"),
+        ),
+        trainer="ichnode.training.classify",
+        evaluator="ichnode.training.crossval",
+        size_option="img_size",
         class_names=_frozen({"ich_logits": ICH_CLASSES, "location_logits": LOCATION_CLASSES}),
     ),
     ModelSpec(
@@ -129,10 +190,16 @@ _SPECS = (
             dims=2,
             shape=(1, 512, 512),
             small_shape=(1, 64, 64),
-            values="brain window (WL 40, WW 80) -> [0, 1], 512x512; H, W multiples of 32",
-            prepare=pp.prepare_dense_unet,
+            values="brain window (WL 40, WW 80) -> [0, 1], square, anti-aliased resize (paper: 512x512)",
+            pipeline=inputs.dense_unet_input,
+            size_multiple=32,  # five 2x poolings
         ),
         outputs=("seg_logits",),
+        task=SLICE_SEGMENTATION,
+        heads=Heads(segmentation=Head("seg_logits", torch.sigmoid, "sigmoid(seg_logits) per class channel")),
+        heatmap=CLASS_PROBABILITY,
+        trainer="ichnode.training.segment",
+        evaluator="ichnode.training.evaluate_synthetic",
         class_names=_frozen({"seg_logits": DENSE_UNET_CLASSES}),
     ),
     ModelSpec(
@@ -147,10 +214,22 @@ _SPECS = (
             dims=2,
             shape=(1, 512, 512),
             small_shape=(1, 64, 64),
-            values="Hounsfield units (the network windows itself), 512x512; H, W multiples of 16",
-            prepare=pp.prepare_vgg_wso,
+            values="Hounsfield units, 8-bit brain window (the network windows itself), square, resized "
+                   "(paper: 512x512)",
+            pipeline=inputs.vgg_wso_input,
+            size_multiple=16,  # four 2x poolings
         ),
         outputs=("logits", "cam", "features"),
+        task=SLICE_CLASSIFICATION,
+        heads=Heads(
+            hemorrhage=Head("logits", partial(sigmoid_channel, index=0), "P(hemorrhage) = sigmoid(logits[:, 0])"),
+            # needs subtype labels; head-ct-png has none
+            subtypes=Head("logits", partial(sigmoid_channels_from, start=1), "sigmoid(logits[:, 1:])",
+                          VGG_CLASSES[1:], trained_flag="subtypes_trained"),
+        ),
+        heatmap=CAM,
+        trainer="ichnode.training.classify",
+        evaluator="ichnode.training.crossval",
         class_names=_frozen({"logits": VGG_CLASSES, "cam": VGG_CLASSES}),
     ),
     ModelSpec(
@@ -165,10 +244,15 @@ _SPECS = (
             dims=2,
             shape=(3, 224, 224),
             small_shape=(3, 64, 64),
-            values="brain window (WL 40, WW 80) -> [0, 1], 224x224, 3 channels",
-            prepare=pp.prepare_resnet50_cls,
+            values="8-bit brain window (WL 40, WW 80) -> [0, 1], square, resized, 3 channels (paper: 224x224)",
+            pipeline=inputs.resnet50_cls_input,
         ),
         outputs=("logits", "features"),
+        task=SLICE_CLASSIFICATION,
+        heads=Heads(hemorrhage=Head("logits", partial(softmax_channel, index=1),
+                                    "P(hemorrhage) = softmax(logits)[:, 1]")),
+        trainer="ichnode.training.classify",
+        evaluator="ichnode.training.crossval",
         class_names=_frozen({"logits": R50_CLASSES}),
     ),
 )

@@ -3,7 +3,11 @@
 Analysed series: one summary group (all hemorrhage), one group per class (referencing its SEG
 segment when a SEG exists) and one group for the largest lesion's ABC/2 measurements.
 Not-analysed series: one group that says "Not analysed" and why - never silence.
-Every group carries the algorithm identification and the not-for-diagnostic-use notice.
+Every group carries the algorithm identification and the not-for-diagnostic-use notice, and every
+measurement (each probability, volume, count and length) names the algorithm and version that produced
+it in its own TID 4019 items (DCM 111001 "Algorithm Name", 111003 "Algorithm Version"), so a value read
+on its own still says where it came from. A value the engine did not produce (an untrained head reports
+None) is left out, never written as a number.
 """
 from __future__ import annotations
 
@@ -52,9 +56,6 @@ class _Builder:
         self.series = _source_series_uid(analysis)
         f = analysis.findings
         self.version = f.model.version if f else NOT_ANALYSED_VERSION
-        self.algorithm = hd.sr.AlgorithmIdentification(
-            name=codes.ascii_text(f.model.name), version=codes.ascii_text(f.model.version)
-        ) if f else None
         self.notice = hd.sr.QualitativeEvaluation(codes.USAGE_NOTICE, codes.NOT_FOR_DIAGNOSTIC_USE)
 
     def tracking(self, key: str, label: str) -> hd.sr.TrackingIdentifier:
@@ -63,13 +64,22 @@ class _Builder:
             identifier=codes.ascii_text(label, 64),
         )
 
+    def algorithm(self) -> hd.sr.AlgorithmIdentification | None:
+        """TID 4019 of the engine whose findings these are; a fresh one per use, since content items are
+        not shared between sequences. (Findings carries one model: values merged from several engines
+        are attributed to it - see ichnode.infer.engine.)"""
+        f = self.analysis.findings
+        if f is None:
+            return None
+        return hd.sr.AlgorithmIdentification(name=codes.ascii_text(f.model.name),
+                                             version=codes.ascii_text(f.model.version))
+
     def measurement(self, name: Code, value: float | None, unit: Code, method: Code | None = None):
         if value is None or not math.isfinite(float(value)):
-            return None
+            return None  # not produced (e.g. an untrained head): nothing, rather than a number
         # Counts stay integers; everything else a Python float (highdicom rejects numpy scalars).
         value = int(value) if isinstance(value, numbers.Integral) else float(value)
-        # The algorithm is identified once per group (TID 1501), not repeated per measurement.
-        return hd.sr.Measurement(name=name, value=value, unit=unit, method=method)
+        return hd.sr.Measurement(name=name, value=value, unit=unit, method=method, algorithm_id=self.algorithm())
 
     def group(self, key, label, *, finding_type=None, measurements=(), evaluations=(), site=None,
               segment_number=None, source_indices=()) -> _Group:
@@ -77,7 +87,7 @@ class _Builder:
             tracking_identifier=self.tracking(key, label),
             finding_type=finding_type,
             finding_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE if finding_type else None,
-            algorithm_id=self.algorithm,
+            algorithm_id=self.algorithm(),
             finding_sites=[hd.sr.FindingSite(site)] if site is not None else None,
             measurements=[m for m in measurements if m is not None] or None,
             qualitative_evaluations=[*evaluations, self.notice],

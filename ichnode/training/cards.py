@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ichnode.models.registry import ModelSpec
-from ichnode.training.classify import recipe_for
+from ichnode.models.registry import SLICE_SEGMENTATION, ModelSpec
+from ichnode.training.classify import recipe_for, untrained_head_flags
 from ichnode.training.metrics import CLASSIFICATION_KEYS
 
 _NAMES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",
@@ -21,11 +21,19 @@ _OUTPUT = {
     "resnet50_cls": "`logits` (B, 2) over (no_hemorrhage, hemorrhage); P(hemorrhage) = softmax(logits)[:, 1]. "
                     "`features` for Grad-CAM.",
     "dtvit": "`ich_logits` (B, 2) over (normal, ICH); P(ICH) = softmax(ich_logits)[:, 1]. `location_logits` "
-             "(B, 3) is **untrained** (no location labels in head-ct-png; its loss was masked out) - ignore it.",
-    "vgg_wso": "`logits` (B, 6) over (any, EDH, IPH, IVH, SAH, SDH); only `any` is trained: "
-               "P(hemorrhage) = sigmoid(logits[:, 0]). The five subtype logits are **untrained** (no subtype "
-               "labels in head-ct-png). `cam` (B, 6, h, w): use channel 0 only.",
+             "(B, 3) over (deep, lobar, infratentorial).",
+    "vgg_wso": "`logits` (B, 6) over (any, EDH, IPH, IVH, SAH, SDH): P(hemorrhage) = sigmoid(logits[:, 0]), "
+               "subtypes sigmoid(logits[:, 1:]). `cam` (B, 6, h, w): the engine's heatmap is channel 0.",
 }
+
+
+def not_reported_lines(spec: ModelSpec, meta: dict[str, Any]) -> list[str]:
+    """One card line per head the sidecar marks untrained: that it reports nothing, and why."""
+    return [f"- **Not reported: the {role} head** ({head.meaning}) is **untrained**: the training data has no "
+            "labels for it, so it got no training signal and keeps its random initialisation (sidecar "
+            f"`\"{head.trained_flag}\": false`). The engine never reads it: nothing of it reaches the SR, the "
+            "worklist or a notification."
+            for role, head in spec.heads.untrained(meta).items()]
 
 
 def _pct(v: Any) -> str:
@@ -84,13 +92,12 @@ def write_card(
         f"- Load: `spec = get(\"{spec.name}\"); m = spec.build(small={small}"
         + "".join(f", {k}={v!r}" for k, v in overrides.items())
         + f"); m.load_state_dict(torch.load(\"{weights.name}\", weights_only=True))`.",
-        f"- Input: (B, {spec.input.small_shape[0]}, {image_size}, {image_size}); 8-bit grey image, zero-padded to "
-        "a square, 0..255 mapped linearly to pseudo-HU [0, 80] (brain window), then the registry's "
-        f"`prepare_*` at {image_size} px (registry: {spec.input.values}). On a real CT slice in HU use "
-        f"`spec.input.prepare(hu, size={image_size})`"
-        + (" (the paper's fixation-device removal was off in training: PNGs have no air HU)"
-           if spec.name == "dtvit" else "") + ".",
+        f"- Input: (B, {spec.input.small_shape[0]}, {image_size}, {image_size}); the 8-bit grey level v of a "
+        "training image mapped back to HU as v / 255 x 80 (the inverse of the brain-window export assumed in "
+        "`ichnode.training.png_dataset`), then `get(\"" + spec.name + f"\").input.hu_to_input(hu, ({image_size}, "
+        f"{image_size}))` - the same function the engine applies to a CT slice ({spec.input.values}).",
         f"- Output: {_OUTPUT[spec.name]}",
+        *not_reported_lines(spec, untrained_head_flags(spec)),
         f"- Weights: `{weights.name}`, {size / 1e6:.2f} MB, sha256 `{sha}`; a torch state dict, "
         "`torch.load(..., weights_only=True)`.",
         "",
@@ -169,9 +176,7 @@ _SYNTH_OUTPUT = {
                   "(`ichnode.infer.deep.DenseUNetEngine`) labels a voxel with the most probable class where its "
                   "probability is >= 0.5; volume = labelled voxels x voxel volume.",
     "resnet3d_multitask": "`volume_cbrt` (B,): cube root of the hematoma volume in mm^3 (`cbrt_mm_to_ml` gives mL). "
-                          "`prognosis_logit` (B,) is **untrained** (phantoms have no outcome; its BCE term was "
-                          "masked out, the head keeps its random initialisation) - ignore it; the engine does not "
-                          "report it (`prognosis_trained: false`). `features` for Grad-CAM.",
+                          "`prognosis_logit` (B,): P(death) = sigmoid(prognosis_logit). `features` for Grad-CAM.",
 }
 
 
@@ -195,12 +200,7 @@ def write_synthetic_card(weights: str | Path, *, performance: Sequence[str] | No
                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     recipe, history = meta.get("recipe", {}), meta.get("history", [])
     overrides = meta.get("overrides", {})
-    if spec.name == "dense_unet":
-        shape = f"(B, 1, {meta['image_size']}, {meta['image_size']})"
-        prep = meta["input"]
-    else:
-        shape = "(B, 1, " + ", ".join(str(v) for v in meta["input_size"]) + ")"
-        prep = meta["input"]
+    shape = "(B, 1, " + ", ".join(str(v) for v in spec.input.trained_size(meta)) + ")"
     lines = [
         f"# Model card: {spec.name} (seed {spec.seed}) - `{weights.name}`",
         "",
@@ -218,10 +218,11 @@ def write_synthetic_card(weights: str | Path, *, performance: Sequence[str] | No
         f"- Load: `ichnode.infer.deep.load_weights(\"{spec.name}\")`, or `get(\"{spec.name}\").build(small=True"
         + "".join(f", {k}={v!r}" for k, v in overrides.items())
         + f")` + `load_state_dict(torch.load(\"{weights.name}\", weights_only=True))`.",
-        f"- Input: {shape}; {prep}.",
+        f"- Input: {shape}; {meta['input']} - the same function the engine applies to a CT series.",
         f"- Output: {_SYNTH_OUTPUT[spec.name]}",
+        *not_reported_lines(spec, meta),
     ]
-    if spec.name == "dense_unet":
+    if spec.task == SLICE_SEGMENTATION:
         lines.append(f"- Classes (output channels, in order): {', '.join(meta['classes'])}.")
     lines += [
         f"- Weights: `{weights.name}`, {size / 1e6:.2f} MB, sha256 `{sha}`; a torch state dict "
@@ -244,7 +245,7 @@ def write_synthetic_card(weights: str | Path, *, performance: Sequence[str] | No
         + f", batch {recipe.get('batch_size')}, {meta['epochs']} epochs, seed {meta['train_seed']}, random "
         f"left-right flip. Paper: {recipe.get('source', '')}.",
     ]
-    if spec.name == "dense_unet":
+    if spec.task == SLICE_SEGMENTATION:
         lines.append("- Loss: binary cross-entropy per class channel (the paper's). Output bias initialised to the "
                      "log-odds of each class's pixel frequency. **Deviation from the paper:** "
                      + ("Adam instead of SGD (SGD at the paper's lr 1e-3 did not learn within the CPU budget: "
@@ -279,11 +280,9 @@ def write_synthetic_card(weights: str | Path, *, performance: Sequence[str] | No
         "- Synthetic phantoms only: real hemorrhages, real anatomy, scanner noise, beam hardening, motion and "
         "post-operative changes are not represented. Performance on patient CT is unknown.",
         "- A small network trained for minutes on a CPU at reduced resolution "
-        + (f"({meta['image_size']} px slices)." if spec.name == "dense_unet"
+        + (f"({meta['image_size']} px slices)." if spec.task == SLICE_SEGMENTATION
            else "(" + "x".join(str(v) for v in meta["input_size"]) + " voxels)."),
     ]
-    if spec.name == "resnet3d_multitask":
-        lines.append("- The prognosis (death) head is untrained. Research only.")
     lines += ["- Not for clinical use.", ""]
     path = weights.with_suffix(".md")
     path.write_text("\n".join(lines))

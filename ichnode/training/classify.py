@@ -40,7 +40,7 @@ import random
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -95,8 +95,15 @@ def recipe_for(spec: ModelSpec | str) -> Recipe:
 
 
 def model_overrides(spec: ModelSpec, image_size: int) -> dict[str, Any]:
-    """Configuration changes needed for ``image_size`` (the ViT's positional embedding is size-bound)."""
-    return {"img_size": int(image_size)} if spec.name == "dtvit" else {}
+    """Configuration changes needed for ``image_size`` (the registry's ``size_option``: a ViT's position
+    embedding is bound to the input size)."""
+    return {spec.size_option: int(image_size)} if spec.size_option else {}
+
+
+def untrained_head_flags(spec: ModelSpec) -> dict[str, bool]:
+    """Sidecar flags of the heads that need labels this training data lacks (location, subtypes,
+    prognosis): their loss is masked out, so they keep their random initialisation and report nothing."""
+    return {head.trained_flag: False for head in spec.heads.needing_labels().values()}
 
 
 def default_device() -> torch.device:
@@ -123,18 +130,6 @@ def compute_loss(recipe: Recipe, out: dict[str, torch.Tensor], y: torch.Tensor,
     if recipe.loss == "bce_any":
         return F.binary_cross_entropy_with_logits(out["logits"][:, 0], y.float())
     raise ValueError(f"unknown loss {recipe.loss!r}")
-
-
-def positive_probability(spec: ModelSpec | str, out: dict[str, torch.Tensor]) -> torch.Tensor:
-    """P(hemorrhage) per sample from a forward's outputs."""
-    name = spec if isinstance(spec, str) else spec.name
-    if name == "resnet50_cls":
-        return torch.softmax(out["logits"].float(), dim=1)[:, 1]
-    if name == "dtvit":
-        return torch.softmax(out["ich_logits"].float(), dim=1)[:, 1]
-    if name == "vgg_wso":
-        return torch.sigmoid(out["logits"][:, 0].float())
-    raise ValueError(f"no hemorrhage probability for {name}")
 
 
 # ---------------------------------------------------------------------------------- augmentation
@@ -213,12 +208,12 @@ class FitResult:
 @torch.no_grad()
 def predict(model: nn.Module, spec: ModelSpec | str, inputs: np.ndarray | torch.Tensor,
             batch_size: int = 32, device: torch.device | None = None) -> np.ndarray:
-    """P(hemorrhage) for each prepared input (eval mode)."""
+    """P(hemorrhage) for each prepared input (eval mode), read by the registry's ``hemorrhage`` head."""
+    head = (get(spec) if isinstance(spec, str) else spec).heads.hemorrhage
     device = device or next(model.parameters()).device
     model.eval()
     x = torch.as_tensor(inputs)
-    probs = [positive_probability(spec, model(x[i : i + batch_size].to(device))).cpu()
-             for i in range(0, len(x), batch_size)]
+    probs = [head(model(x[i : i + batch_size].to(device))).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(probs).numpy().astype(np.float64)
 
 
@@ -300,7 +295,7 @@ def fit(
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(idx)
-            probs.append(positive_probability(spec, out).detach().cpu())
+            probs.append(spec.heads.hemorrhage(out).detach().cpu())
             labels.append(y.cpu())
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
@@ -355,6 +350,12 @@ def run_fields(history: list[dict], recipe, *, epochs: int, seed: int, n_train: 
             "train_seconds": round(sum(h["seconds"] for h in history), 1)}
 
 
+def input_description(spec: ModelSpec, size: Sequence[int]) -> str:
+    """The sidecar's ``input``: the registry function at the trained size (shared by all trainers)."""
+    return (f"get({spec.name!r}).input.hu_to_input(hu, size) at {'x'.join(str(v) for v in size)}: "
+            f"{spec.input.values}")
+
+
 # ---------------------------------------------------------------------------------- entry point
 def weights_name(spec: ModelSpec) -> str:
     return f"{spec.name}.pt"
@@ -403,11 +404,10 @@ def train_classifier(
     sidecar = {
         "model": spec.name, "seed": spec.seed, "version": spec.version, "small": small,
         "overrides": _jsonable(overrides), "config": _jsonable(result.config), "image_size": image_size,
-        "input": "head-ct-png reader: grey, zero-pad to square, 0..255 -> pseudo-HU [0, 80], registry "
-                 "prepare_* at image_size (see ichnode.training.png_dataset)",
-        "output": "P(hemorrhage) = " + {"resnet50_cls": "softmax(logits)[:, 1]",
-                                        "dtvit": "softmax(ich_logits)[:, 1]",
-                                        "vgg_wso": "sigmoid(logits[:, 0])"}[spec.name],
+        "input": "head-ct-png grey levels -> HU (png_dataset.grey_to_hu), then "
+                 + input_description(spec, (image_size, image_size)),
+        "output": spec.heads.hemorrhage.meaning,
+        **untrained_head_flags(spec),
         "epochs": epochs, "train_seed": seed, "n_train": len(data),
     }
     write_sidecar(weights, sidecar)
@@ -446,6 +446,11 @@ def main(argv: list[str] | None = None) -> int:
                             checkpoint_dir=a.work)
     print(path)
     return 0
+
+
+def cli(model: str, argv: list[str]) -> int:
+    """``ichnode train MODEL ...``: this module's command line for a 2D slice classifier."""
+    return main([model, *argv])
 
 
 if __name__ == "__main__":

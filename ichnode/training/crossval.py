@@ -181,9 +181,9 @@ def render_report(m: dict[str, Any]) -> str:
         f"- Network: `{m['model']}` version {m['version']}, "
         f"{'registry small configuration' if m['small'] else 'paper configuration'}"
         + (f" with {m['overrides']}" if m["overrides"] else "") + f": `{json.dumps(m['config'])}`.",
-        f"- Input: {m['image_size']} x {m['image_size']} px; grey, zero-padded to a square, 8-bit 0..255 "
-        "mapped to pseudo-HU [0, 80] (brain window) and passed through the registry's `prepare_*` "
-        "(see `ichnode/training/png_dataset.py`).",
+        f"- Input: {m['image_size']} x {m['image_size']} px; grey levels 0..255 mapped back to HU by the inverse "
+        "of the (assumed) brain-window export, 0..80 HU, then the registry's `hu_to_input` - the path a CT "
+        "slice takes at inference (see `ichnode/training/png_dataset.py`).",
         f"- Training: {r['optimizer']} lr {r['lr']:g}"
         + (f" (momentum {r['momentum']:g})" if r["optimizer"] == "sgd" else "")
         + (f", x{r['gamma']:g} every {r['step_size']} epochs" if r["step_size"] else "")
@@ -265,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     crossvalidate(a.model, a.data, a.out, folds=a.folds, epochs=a.epochs, image_size=a.image_size,
                   small=not a.paper_size, seed=a.seed, work_dir=a.work, resume=not a.no_resume, command=command)
     return 0
+
+
+def cli(model: str, argv: list[str]) -> int:
+    """``ichnode evaluate MODEL ...``: this module's command line for a 2D slice classifier."""
+    return main([model, *argv])
 
 
 if __name__ == "__main__":

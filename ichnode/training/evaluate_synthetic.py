@@ -387,5 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli(model: str, argv: list[str]) -> int:
+    """``ichnode evaluate dense_unet|resnet3d_multitask ...``: this module's command line; one run evaluates
+    both synthetic-phantom networks (and the classical engine and ABC/2) on the same phantoms."""
+    return main(argv)
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

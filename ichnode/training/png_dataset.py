@@ -1,24 +1,22 @@
 """Reader for the "Head CT - hemorrhage" PNG set (``head-ct-png/``: ``labels.csv`` + ``images/NNN.png``).
 
 The PNGs are 8-bit, already windowed by whoever exported them, of varying sizes (about 130 to 1000 px),
-RGB or RGBA. They carry no Hounsfield units and no pixel spacing. Turning one into a network input:
+RGB or RGBA. They carry no Hounsfield units and no pixel spacing. They enter the networks the way a CT
+slice does - as HU through the registry's ``hu_to_input`` - after their grey levels are mapped back to HU:
 
 1. **Grey scale.** RGBA is composited onto black (the CT background), then converted to one channel with
    Pillow's ITU-R 601-2 luma (``L``); the images are grey, so R = G = B and this is the identity.
-2. **Square.** The image is zero-padded (black) to a centred square so resizing keeps the aspect ratio.
-3. **Pseudo-HU.** Since the PNG was exported with some (unknown, presumably brain) window, intensity
-   ``v`` in 0..255 is mapped linearly onto the brain window: ``hu = v / 255 * 80`` (0 -> 0 HU,
-   255 -> 80 HU, i.e. WL 40 / WW 80). This is a convention, not a measurement.
-4. **The network's own preparation.** The pseudo-HU slice goes through the registry's ``prepare_*``
-   pipeline at the requested size, so training sees exactly what inference on a real CT slice sees:
-
-   * ``resnet50_cls`` (004): brain window [0, 80] HU -> [0, 1], i.e. exactly ``v / 255``; 3 channels.
-   * ``dtvit`` (001): brain window -> ``v / 255``, 3 channels, ImageNet mean/std. The paper's
-     fixation-device removal is *not* applied (``remove_device=False``): it thresholds at -300 HU, and
-     in a windowed PNG air and head holder have both been clipped to 0, so it has nothing to act on.
-   * ``vgg_wso`` (003): the network windows HU itself (its WSO layer is initialised to the brain, subdural
-     and soft-tissue windows), so it receives the pseudo-HU in [0, 80]. Only the brain window channel sees
-     the full 0..255 range; the wider windows see it compressed. That is a limitation of 8-bit PNG input.
+2. **Grey level -> HU** (:func:`grey_to_hu`): the inverse of the window the images were exported with.
+   That window is not documented anywhere (neither the data set nor the seed 004 paper, which only says
+   the images come from Kaggle, name it); **the assumption is the brain window WL 40 / WW 80**, i.e. the
+   export mapped [0, 80] HU linearly onto 0..255, so ``hu = v / 255 * 80`` (0 -> 0 HU, 255 -> 80 HU).
+   Everything the export clipped stays clipped: air, bone and the head holder all come back as 0 or 80 HU.
+3. **The network's input**, exactly as for a CT slice: ``spec.input.hu_to_input`` at the requested size
+   (``ichnode.models.inputs``: padded with air to a square - air falls to 0 HU, i.e. black, in the brain
+   window -, 8-bit brain window, resize, then the network's own scaling). The 8-bit quantisation there
+   gives back the PNG's levels unchanged, so a PNG and the CT slice it was exported from give the same
+   input. For ``vgg_wso`` (003) the window-setting layer windows the HU itself: only its brain-window
+   channel sees the full 0..255 range, the wider windows see it compressed - a limit of 8-bit input.
 
 Everything is done once, at load time: :class:`PngSet` holds the prepared float32 inputs in memory.
 """
@@ -32,11 +30,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ichnode.models import preprocess as pp
+from ichnode.models.inputs import BRAIN_WINDOW, PNG_LEVELS
 from ichnode.models.registry import ModelSpec, get
 
-#: (low, high) HU onto which 8-bit intensity 0..255 is mapped (the brain window, WL 40 / WW 80)
-PSEUDO_HU_RANGE = (0.0, 80.0)
+#: the window the PNGs are assumed to be exported with (low, high HU; see the module docstring)
+EXPORT_WINDOW = BRAIN_WINDOW
 
 
 def read_grey(path: str | Path) -> np.ndarray:
@@ -53,39 +51,20 @@ def read_grey(path: str | Path) -> np.ndarray:
         return np.asarray(grey, dtype=np.float32)
 
 
-def pad_to_square(image: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """Zero-pad (H, W) to a centred (S, S) square, S = max(H, W)."""
-    h, w = image.shape
-    s = max(h, w)
-    top, left = (s - h) // 2, (s - w) // 2
-    out = np.full((s, s), fill, dtype=np.float32)
-    out[top : top + h, left : left + w] = image
-    return out
-
-
-def to_pseudo_hu(grey: np.ndarray, hu_range: tuple[float, float] = PSEUDO_HU_RANGE) -> np.ndarray:
-    """8-bit grey 0..255 -> pseudo Hounsfield units, linearly onto ``hu_range`` (default [0, 80])."""
-    low, high = hu_range
-    return (np.asarray(grey, dtype=np.float32) / np.float32(255.0)) * np.float32(high - low) + np.float32(low)
+def grey_to_hu(grey: np.ndarray, window: tuple[float, float] = EXPORT_WINDOW) -> np.ndarray:
+    """8-bit grey 0..255 -> HU, the inverse of an export that mapped ``window`` (low, high HU) onto 0..255."""
+    low, high = window
+    return (np.asarray(grey, dtype=np.float32) / np.float32(PNG_LEVELS)) * np.float32(high - low) + np.float32(low)
 
 
 def prepare(spec: ModelSpec | str, grey: np.ndarray, image_size: int) -> np.ndarray:
-    """8-bit grey (H, W) -> the network input (C, image_size, image_size) float32, as described above."""
+    """8-bit grey (H, W) -> the network input (C, image_size, image_size) float32: :func:`grey_to_hu`, then
+    the registry's ``hu_to_input`` - the path a CT slice takes."""
     spec = get(spec) if isinstance(spec, str) else spec
     if spec.input.dims != 2:
         raise ValueError(f"{spec.name} takes volumes, not 2D slices")
-    hu = to_pseudo_hu(pad_to_square(np.asarray(grey, dtype=np.float32)))
-    if spec.name == "resnet50_cls":
-        return pp.prepare_resnet50_cls(hu, size=image_size)
-    if spec.name == "dtvit":
-        return pp.prepare_dtvit(hu, size=image_size, remove_device=False)
-    if spec.name == "vgg_wso":
-        if image_size % 16:
-            raise ValueError("vgg_wso needs an image size that is a multiple of 16")
-        return pp.prepare_vgg_wso(hu, size=image_size)
-    if spec.name == "dense_unet":
-        return pp.prepare_dense_unet(hu, size=image_size)
-    raise ValueError(f"no PNG preparation for {spec.name}")
+    hu = grey_to_hu(grey)
+    return spec.input.hu_to_input(hu[None], (image_size, image_size)).array[0]
 
 
 def read_labels(data_dir: str | Path) -> list[tuple[str, int]]:

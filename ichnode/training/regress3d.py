@@ -9,9 +9,10 @@ mean training target (the loss is unchanged; it skips the phase where the networ
 after the last epoch the batch-norm statistics are re-estimated over the training set
 (:func:`recalibrate_batchnorm`: without it the eval-mode output jumped by tens of mL between epochs).
 
-Inputs come from :func:`ichnode.infer.deep.resnet3d_inputs` (the inference path): window [40, 110] HU ->
-[0, 1], blank border cropped, linear resize to ``input_size`` (default 32 x 64 x 64 for the CPU budget;
-the paper uses 32 x 224 x 224). Augmentation: random left-right flip.
+Inputs come from the registry's ``get("resnet3d_multitask").input.hu_to_input`` (the path the engine serves
+with, ``ichnode.models.inputs``): window [40, 110] HU -> [0, 1], blank border cropped, resized to
+``input_size`` (default 32 x 64 x 64 for the CPU budget; the paper uses 32 x 224 x 224). Augmentation:
+random left-right flip.
 
 Checkpoints as in ``ichnode.training.classify`` (atomic, every epoch, resumable, ``weights_only=True``).
 """
@@ -35,8 +36,8 @@ from torch import nn
 from ichnode.models.registry import get
 from ichnode.models.resnet3d_multitask import cbrt_mm_to_ml, ml_to_cbrt_mm
 from ichnode.training.classify import (CHECKPOINT, Log, _jsonable, _print, _rng_state, _save_atomic,
-                                       default_device, resume_state, run_fields, save_weights,
-                                       write_sidecar)
+                                       default_device, input_description, resume_state, run_fields,
+                                       save_weights, untrained_head_flags, write_sidecar)
 from ichnode.training.synthetic import VolumeSet, build_volume_set, sample_specs
 
 
@@ -227,10 +228,9 @@ def train_volume_regressor(
         "model": spec.name, "seed": spec.seed, "version": spec.version, "small": True,
         "overrides": _jsonable(overrides), "config": _jsonable(result.config),
         "input_size": list(train.input_size),
-        "input": "ichnode.infer.deep.resnet3d_inputs: window [40, 110] HU -> [0, 1], blank border cropped, "
-                 f"linear resize to {'x'.join(map(str, train.input_size))}",
-        "output": "volume_cbrt (cube root of mm^3) -> mL by cbrt_mm_to_ml; prognosis_logit UNTRAINED",
-        "prognosis_trained": False,
+        "input": input_description(spec, train.input_size),
+        "output": f"{spec.heads.volume.meaning}; prognosis_logit UNTRAINED (no outcome labels): not reported",
+        **untrained_head_flags(spec),
         "data": f"{n_phantoms} synthetic phantoms (ichnode.training.synthetic.sample_specs(n, seed={seed + 100})), "
                 f"volumes {float(train.volume_ml.min()):.1f}-{float(train.volume_ml.max()):.1f} mL",
         **run_fields(result.history, recipe, epochs=epochs, seed=seed, n_train=len(train),
@@ -269,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
                                   command=command, n_val=a.val, report=a.report)
     print(path)
     return 0
+
+
+def cli(model: str, argv: list[str]) -> int:
+    """``ichnode train resnet3d_multitask ...``: this module's command line (it trains seed 000 only)."""
+    return main(argv)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ from torch import nn
 
 from ichnode.models.registry import get
 from ichnode.training.classify import (CHECKPOINT, Log, _jsonable, _print, _rng_state, _save_atomic,
-                                       default_device, resume_state, run_fields, save_weights,
-                                       write_sidecar)
+                                       default_device, input_description, resume_state, run_fields,
+                                       save_weights, write_sidecar)
 from ichnode.training.synthetic import SEG_CLASSES, SliceSet, build_slice_set, sample_specs
 
 
@@ -221,8 +221,7 @@ def train_segmenter(
         "model": spec.name, "seed": spec.seed, "version": spec.version, "small": True,
         "overrides": _jsonable(overrides), "config": _jsonable(result.config), "image_size": image_size,
         "classes": list(classes),
-        "input": "ichnode.infer.deep.dense_unet_inputs: brain window [0, 80] HU -> [0, 1], square, "
-                 f"anti-aliased resize to {image_size}",
+        "input": input_description(spec, (image_size, image_size)),
         "output": "seg_logits (B, C, S, S); sigmoid per class; label = argmax class where its p >= 0.5",
         "data": f"{n_phantoms} synthetic phantoms (ichnode.training.synthetic.sample_specs(n, seed={seed})), "
                 f"subtypes {subtypes}; {len(train)} slices",
@@ -266,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
                            report=a.report)
     print(path)
     return 0
+
+
+def cli(model: str, argv: list[str]) -> int:
+    """``ichnode train dense_unet ...``: this module's command line (it trains the Dense U-Net only)."""
+    return main(argv)
 
 
 if __name__ == "__main__":

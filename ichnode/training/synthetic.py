@@ -8,12 +8,13 @@ public 2D PNG set does not have:
   (``iph``, ``ivh``, ``sah``, ``sdh``, ``edh``, ``none``), volumes (log-uniform), IPH shape and location,
   slice thickness and matrix. Phantom seeds are ``seed_start + i``: training and evaluation use disjoint
   ranges (:data:`TRAIN_SEED_START`, :data:`EVAL_SEED_START`), so anatomy, lesion shape and noise differ.
-* :func:`build_slice_set` - seed 002 (Dense U-Net): 2D axial slices prepared exactly as the inference
-  adapter prepares them (:func:`ichnode.infer.deep.dense_unet_inputs`: brain window [0, 80] HU -> [0, 1],
-  anti-aliased resize to ``image_size``) with a class-index target per pixel. Targets are the truth mask
-  downsampled by block averaging (a pixel is blood when at least half of the native pixels it covers are).
+* :func:`build_slice_set` - seed 002 (Dense U-Net): 2D axial slices through the registry's
+  ``get("dense_unet").input.hu_to_input`` (brain window [0, 80] HU -> [0, 1], square, anti-aliased resize
+  to ``image_size``), the function the inference engine uses, with a class-index target per pixel. Targets
+  are the truth mask downsampled by block averaging (a pixel is blood when at least half of the native
+  pixels it covers are).
 * :func:`build_volume_set` - seed 000 (3D ResNet): whole phantoms through
-  :func:`ichnode.infer.deep.resnet3d_inputs` (window [40, 110] HU, blank border cropped, linear resize to
+  ``get("resnet3d_multitask").input.hu_to_input`` (window [40, 110] HU, blank border cropped, resize to
   ``input_size``) with the true volume in mL.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ichnode.models.registry import get
 from ichnode.synth import SynthSpec, make_phantom
 from ichnode.synth.phantom import Phantom
 
@@ -126,9 +128,7 @@ class SliceSet:
 def phantom_slices(phantom: Phantom, image_size: int, classes: Sequence[str] = SEG_CLASSES
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Every axial slice of one phantom as (inputs (z, 1, S, S), labels (z, S, S))."""
-    from ichnode.infer.deep import dense_unet_inputs  # the inference path, so both see the same input
-
-    inputs = dense_unet_inputs(phantom.hu.astype(np.float32), image_size)
+    inputs = get("dense_unet").input.hu_to_input(phantom.hu, (image_size, image_size)).array
     return inputs, downsample_labels(truth_classes(phantom, classes), image_size)
 
 
@@ -176,14 +176,13 @@ class VolumeSet:
 
 
 def build_volume_set(specs: Iterable[SynthSpec], input_size: Sequence[int] = (32, 64, 64)) -> VolumeSet:
-    """Whole phantoms through seed 000's preparation (the inference adapter's path) + true volume."""
-    from ichnode.infer.deep import resnet3d_inputs  # the inference path
-
+    """Whole phantoms through seed 000's registry input (the inference engine's path) + true volume."""
+    to_input = get("resnet3d_multitask").input.hu_to_input
     size = tuple(int(v) for v in input_size)
     xs, vs, st = [], [], []
     for spec in specs:
         p = render(spec)
-        xs.append(resnet3d_inputs(p.hu.astype(np.float32), size)[0])
+        xs.append(to_input(p.hu, size).array[0])
         vs.append(p.volume_ml)
         st.append(spec.subtype)
     return VolumeSet(np.stack(xs).astype(np.float32), np.asarray(vs, np.float32), tuple(st), size)

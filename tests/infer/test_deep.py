@@ -15,8 +15,8 @@ from ichnode.errors import ConfigError
 from ichnode.infer import deep
 from ichnode.infer.classical import ClassicalEngine
 from ichnode.infer.engine import InferenceEngine, build_models
-from ichnode.training import png_dataset
-from ichnode.training.classify import positive_probability
+from ichnode.models.dtvit import LOCATION_CLASSES
+from ichnode.models.registry import get
 from tests.infer.conftest import write_tiny_weights
 
 CFG = EngineConfig(device="cpu", threads=1, batch_size=4)
@@ -131,21 +131,39 @@ def test_engine_config_fields() -> None:
             load_config(None, overrides={key: value})
 
 
-@pytest.mark.parametrize("name", ["resnet50_cls", "vgg_wso", "dtvit"])
-def test_classifier_input_matches_png_training(name) -> None:
-    """A CT slice gives the classifier the same input as its brain-window PNG export did in training."""
-    rng = np.random.default_rng(0)
-    hu = rng.uniform(-200, 200, (48, 48)).astype(np.float32)
-    grey = np.rint(np.clip(hu, 0, 80) / 80 * 255)  # the 8-bit export with the brain window
-    expected = png_dataset.prepare(name, grey, 32)
-    got = deep.classifier_inputs(name, hu[None], 32)[0]
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+def test_trained_heads_are_reported(tmp_path, volume) -> None:
+    """The same weights with the sidecar flag set true: now the head's values are read and reported."""
+    write_tiny_weights(tmp_path, "vgg_wso", subtypes_trained=True)
+    f = deep.build_deep("vgg_wso", CFG, tmp_path).analyse(volume)
+    assert set(f.probabilities) == {"any", "EDH", "IPH", "IVH", "SAH", "SDH"}
+    _check_common(f, volume)
+    write_tiny_weights(tmp_path, "dtvit", location_trained=True)
+    assert deep.build_deep("dtvit", CFG, tmp_path).analyse(volume).iph_location in LOCATION_CLASSES
+
+
+def test_untrained_heads_are_logged_once_at_load(tiny_weights) -> None:
+    with capture_logs() as logs:
+        deep.build_deep("resnet3d_multitask", CFG, tiny_weights)
+    events = [e for e in logs if e["event"] == "model_head_not_reported"]
+    assert [(e["model"], e["head"], e["flag"]) for e in events] == [
+        ("resnet3d_multitask", "prognosis", "prognosis_trained")]
+
+
+def test_engine_refuses_a_network_of_another_task(tiny_weights) -> None:
+    with pytest.raises(ValueError, match="slice_segmentation"):
+        deep.SliceClassifierEngine("dense_unet", CFG, tiny_weights)
+    assert set(deep.ENGINES) == {get(n).task for n in ("resnet50_cls", "dense_unet", "resnet3d_multitask")}
 
 
 @pytest.mark.parametrize("name", ["resnet50_cls", "vgg_wso", "dtvit"])
-def test_slice_probability_matches_training(name) -> None:
-    out = {"logits": torch.randn(3, 6 if name == "vgg_wso" else 2), "ich_logits": torch.randn(3, 2)}
-    torch.testing.assert_close(deep.slice_probability(name, out), positive_probability(name, out))
+def test_slice_scores_are_the_registry_head_on_the_registry_input(name, tiny_weights, volume) -> None:
+    """Serving reads P(hemorrhage) of exactly the input and head that training uses."""
+    engine = deep.build_deep(name, CFG, tiny_weights)
+    spec = get(name)
+    x = spec.input.hu_to_input(volume.hu, engine.input_size).array
+    with torch.no_grad():
+        expected = spec.heads.hemorrhage(engine.model(torch.from_numpy(x))).numpy()
+    np.testing.assert_allclose(engine.analyse_detailed(volume).slice_scores, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_device_selection() -> None:
@@ -155,13 +173,6 @@ def test_device_selection() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError):
             deep.select_device("cuda", 1)
-
-
-def test_resnet3d_inputs_crop_box(phantom) -> None:
-    x, bbox = deep.resnet3d_inputs(phantom.hu.astype(np.float32), (8, 32, 32))
-    assert x.shape == (1, 8, 32, 32) and x.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0
-    assert len(bbox) == 3 and all(isinstance(s, slice) for s in bbox)
 
 
 def test_sidecar_classes_are_checked(tmp_path) -> None:

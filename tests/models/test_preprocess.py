@@ -1,4 +1,4 @@
-"""Preprocessing: windows, blank-border crop, fixation-device removal, resizing, pipelines."""
+"""Preprocessing steps: windows, blank-border crop, fixation-device removal, resizing (pipelines: test_inputs)."""
 from __future__ import annotations
 
 import numpy as np
@@ -100,16 +100,3 @@ def test_imagenet_normalize():
     np.testing.assert_allclose(out, 0, atol=1e-6)
     with pytest.raises(ValueError):
         pp.imagenet_normalize(np.ones((1, 4, 4)))
-
-
-def test_pipeline_000_crops_then_resizes():
-    vol = np.full((12, 64, 64), -1000.0, np.float32)
-    vol[2:10, 16:48, 8:56] = 80.0  # head-sized block, blank border all around
-    x = pp.prepare_resnet3d_multitask(vol)
-    assert x.shape == (1, 32, 224, 224) and x.dtype == np.float32
-    assert 0 <= x.min() and x.max() <= 1
-    assert np.isclose(x[0, 16, 112, 112], 40 / 70, atol=1e-5)  # (80 - 40) / (110 - 40)
-    # without margin the block fills the whole resized volume
-    np.testing.assert_allclose(pp.prepare_resnet3d_multitask(vol, margin=0), 40 / 70, atol=1e-5)
-    uncropped = pp.prepare_resnet3d_multitask(vol, crop=False)
-    assert uncropped.mean() < x.mean() < 40 / 70

@@ -34,10 +34,59 @@ def test_spec(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_prepare_gives_expected_input(name):
+def test_hu_to_input_gives_expected_input(name):
     spec = registry.get(name)
     yy, xx = np.mgrid[:128, :128]
     slice_hu = np.where(np.hypot(yy - 64, xx - 64) < 50, 40.0, -1000.0).astype(np.float32)
-    hu = np.repeat(slice_hu[None], 10, axis=0) if spec.input.dims == 3 else slice_hu
-    x = spec.input.prepare(hu)
-    assert x.shape == spec.input.shape and x.dtype == np.float32
+    hu = np.repeat(slice_hu[None], 10, axis=0)  # 10 slices, or one volume of 10 slices
+    x = spec.input.hu_to_input(hu).array
+    n = 10 if spec.input.dims == 2 else 1
+    assert x.shape == (n, *spec.input.shape) and x.dtype == np.float32
+    small = spec.input.hu_to_input(hu, spec.input.small_shape[1:]).array
+    with torch.no_grad():
+        out = spec.build(small=True).eval()(torch.from_numpy(small[:2]))
+    assert tuple(out) == spec.outputs
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_heads_read_outputs_of_the_network(name):
+    spec = registry.get(name)
+    with torch.no_grad():
+        out = spec.build(small=True).eval()(torch.rand(2, *spec.input.small_shape))
+    for role, head in spec.heads.present().items():
+        assert head.output in spec.outputs
+        value = head(out)
+        assert value.shape[0] == 2 and torch.isfinite(value).all()
+        if head.classes:
+            assert value.shape[-1] == len(head.classes)
+        if role in ("hemorrhage", "subtypes", "location", "prognosis"):
+            assert ((0 <= value) & (value <= 1)).all()
+    if spec.task == registry.SLICE_CLASSIFICATION:
+        assert spec.heads.hemorrhage is not None and spec.input.dims == 2
+
+
+def test_untrained_heads_need_their_flag_set_true():
+    location = registry.get("dtvit").heads.location
+    assert not location.trained({}) and not location.trained({"location_trained": False})
+    assert not location.trained({"location_trained": "yes"})  # only a JSON true counts
+    assert location.trained({"location_trained": True})
+    heads = registry.get("resnet3d_multitask").heads
+    assert list(heads.untrained({"prognosis_trained": False})) == ["prognosis"]
+    assert heads.volume.trained({})  # trained with the network: no flag
+    assert {n: list(registry.get(n).heads.needing_labels()) for n in NAMES} == {
+        "resnet3d_multitask": ["prognosis"], "dtvit": ["location"], "dense_unet": [], "vgg_wso": ["subtypes"],
+        "resnet50_cls": []}
+
+
+def test_trained_size_from_sidecar():
+    assert registry.get("vgg_wso").input.trained_size({"image_size": 128}) == (128, 128)
+    assert registry.get("000").input.trained_size({"input_size": [32, 64, 64]}) == (32, 64, 64)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_train_and_evaluate_modules_exist(name):
+    import importlib
+
+    spec = registry.get(name)
+    for module in (spec.trainer, spec.evaluator):
+        assert callable(importlib.import_module(module).cli)

@@ -41,6 +41,15 @@ def _nums(group) -> dict:
     return out
 
 
+def _algorithm(item) -> tuple[str, str] | None:
+    """(Algorithm Name, Algorithm Version) of the TID 4019 items (DCM 111001 / 111003) directly in an item."""
+    found = {i.ConceptNameCodeSequence[0].CodeValue: i.TextValue for i in item.get("ContentSequence", [])
+             if i.ValueType == "TEXT" and i.ConceptNameCodeSequence[0].CodingSchemeDesignator == "DCM"}
+    if "111001" not in found:
+        return None
+    return found["111001"], found["111003"]
+
+
 def _codes(group) -> dict:
     return {_meaning(i): i.ConceptCodeSequence[0] for i in group.ContentSequence if i.ValueType == "CODE"}
 
@@ -96,10 +105,12 @@ def test_sr_measurements_match_quantities(analysis, roundtrip, dciodvfy):
     source = next(i for i in groups["Largest lesion"].ContentSequence if i.ValueType == "IMAGE")
     assert source.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == src[a.slice_index].SOPInstanceUID
 
-    for group in groups.values():  # algorithm and notice in every group
+    for group in groups.values():  # algorithm and notice in every group, algorithm on every measurement
         texts, coded = _texts(group), _codes(group)
         assert (texts["Algorithm Name"], texts["Algorithm Version"]) == ("test-engine", "1.2.3")
         assert coded["Usage notice"].CodeMeaning == NOTICE
+        measurements = [i for i in group.ContentSequence if i.ValueType == "NUM"]
+        assert measurements and all(_algorithm(m) == ("test-engine", "1.2.3") for m in measurements)
 
     evidence = {i.ReferencedSOPInstanceUID
                 for s in sr.CurrentRequestedProcedureEvidenceSequence
@@ -175,4 +186,24 @@ def test_sources_missing_type2_attributes_still_work(volume, build_analysis, rou
     assert len(objs) == 5 and "PatientBirthDate" not in a.datasets[0]  # sources left untouched
     path, sr = roundtrip(objs[1])
     assert sr.PatientBirthDate == "" and sr.PatientID == headers[0].PatientID
+    assert dciodvfy(path) == []
+
+
+def test_each_value_names_its_algorithm_and_absent_heads_give_no_number(volume, build_analysis, roundtrip,
+                                                                         dciodvfy):
+    """A probability and a volume carry the producing algorithm's name and version in their own content;
+    a head that produced nothing (an untrained prognosis head: None) leaves no measurement at all."""
+    a = build_analysis(volume, model=ModelInfo("resnet3d_multitask", "1.0.0"))
+    a = dataclasses.replace(a, findings=dataclasses.replace(a.findings, prognosis_probability=None))
+    path, sr = roundtrip(build_sr(a, None, software_version=SW))
+    total = _groups(sr)["All hemorrhage"]
+    by_name = {(_meaning(i), next((_meaning(m, "ConceptCodeSequence") for m in i.get("ContentSequence", [])
+                                   if _meaning(m) == "Measurement Method"), None)): i
+               for i in total.ContentSequence if i.ValueType == "NUM"}
+    for key in (("Probability", None), ("Volume", "Model regression estimate")):
+        assert _algorithm(by_name[key]) == ("resnet3d_multitask", "1.0.0")
+        names = {i.ConceptNameCodeSequence[0].CodeMeaning for i in by_name[key].ContentSequence}
+        assert {"Algorithm Name", "Algorithm Version"} <= names
+    all_nums = [i for g in _groups(sr).values() for i in g.ContentSequence if i.ValueType == "NUM"]
+    assert not [i for i in all_nums if _meaning(i) == "Prognosis probability (research only)"]
     assert dciodvfy(path) == []

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from ichnode.models.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from ichnode.models.registry import get
 from ichnode.training import png_dataset as P
 
 
@@ -23,18 +24,39 @@ def test_read_grey_modes(tmp_path) -> None:
     np.testing.assert_array_equal(g, [[0, 128], [0, 64]])  # transparent -> black background
 
 
-def test_pad_and_pseudo_hu() -> None:
-    sq = P.pad_to_square(np.ones((2, 4), np.float32))
-    assert sq.shape == (4, 4) and sq[1:3].all() and not sq[0].any() and not sq[3].any()
-    np.testing.assert_allclose(P.to_pseudo_hu(np.array([0.0, 127.5, 255.0])), [0.0, 40.0, 80.0])
+def test_grey_to_hu_inverts_the_brain_window_export() -> None:
+    np.testing.assert_allclose(P.grey_to_hu(np.array([0.0, 127.5, 255.0])), [0.0, 40.0, 80.0])
+    assert P.EXPORT_WINDOW == (0.0, 80.0)
+    hu = np.linspace(0.0, 80.0, 11, dtype=np.float32)
+    np.testing.assert_allclose(P.grey_to_hu(hu / 80 * 255), hu, atol=1e-5)  # export, then back
+
+
+def test_prepare_is_the_registry_path_on_hu() -> None:
+    grey = np.random.default_rng(0).integers(0, 256, (20, 30)).astype(np.float32)
+    for name in ("004", "003", "001"):
+        spec = get(name)
+        expected = spec.input.hu_to_input(P.grey_to_hu(grey)[None], (32, 32)).array[0]
+        np.testing.assert_array_equal(P.prepare(name, grey, 32), expected)
+    with pytest.raises(ValueError, match="volumes"):
+        P.prepare("000", grey, 32)
+
+
+@pytest.mark.parametrize("name", ["resnet50_cls", "vgg_wso", "dtvit"])
+def test_png_export_of_a_ct_slice_gives_the_ct_input(name) -> None:
+    """A CT slice and its 8-bit brain-window export reach the network as the same input."""
+    rng = np.random.default_rng(0)
+    hu = rng.uniform(-200, 200, (48, 40)).astype(np.float32)
+    grey = np.rint(np.clip(hu, 0, 80) / 80 * 255)  # the export with the brain window
+    ct = get(name).input.hu_to_input(hu[None], (32, 32)).array[0]
+    np.testing.assert_array_equal(P.prepare(name, grey, 32), ct)
 
 
 def test_prepare_per_network() -> None:
     grey = np.full((20, 30), 255.0, np.float32)
     grey[:, :15] = 0.0
-    x = P.prepare("004", grey, 32)  # brain window of pseudo-HU == grey / 255
+    x = P.prepare("004", grey, 32)  # brain window of HU == grey / 255
     assert x.shape == (3, 32, 32) and x.min() >= -1e-6 and x.max() <= 1 + 1e-5
-    x = P.prepare("003", grey, 32)  # pseudo-HU for the network's own windowing
+    x = P.prepare("003", grey, 32)  # HU for the network's own windowing
     assert x.shape == (1, 32, 32) and x.min() >= -1e-4 and x.max() <= 80 + 1e-3 and x.max() > 79
     x = P.prepare("001", grey, 32)  # [0, 1] then ImageNet mean/std
     assert x.shape == (3, 32, 32)

@@ -37,3 +37,18 @@ def test_shipped_weights_load_and_run(name) -> None:
         assert tuple(out[key].shape) == shape and torch.isfinite(out[key]).all()
     card = path.with_suffix(".md").read_text()
     assert "Not for clinical use" in card and spec.version in card and "cross-validation" in card
+
+
+@pytest.mark.parametrize("name", ["resnet3d_multitask", "dtvit", "dense_unet", "vgg_wso", "resnet50_cls"])
+def test_untrained_heads_say_so_in_sidecar_and_card(name) -> None:
+    """Every head that needs labels the shipped training data lacks is flagged false and the card says it
+    reports nothing; a trained head is not called untrained."""
+    path = weights_path(name)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    card = path.with_suffix(".md").read_text()
+    spec = get(name)
+    for role, head in spec.heads.needing_labels().items():
+        assert meta[head.trained_flag] is False
+        assert f"Not reported: the {role} head" in card and "nothing of it reaches the SR" in card
+    assert card.count("Not reported:") == len(spec.heads.needing_labels())
+    assert "hu_to_input" in meta["input"] and "hu_to_input" in card
