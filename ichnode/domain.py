@@ -5,8 +5,9 @@ direction cosines), in increasing position, so index 0 is the most caudal slice 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import pydicom
@@ -44,7 +45,21 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Findings:
-    """What an engine says about one volume."""
+    """What an engine (or several, merged) says about one volume.
+
+    `sources` records which model produced each value, so that a value merged from another engine
+    is not reported under `model` (the engine whose labels these are). Its keys name the value's
+    place in Findings: the class constants below, and probability_key(k) for probabilities[k].
+    """
+
+    # Provenance keys: each the name of the field holding the value (the merge reads them by name).
+    # LABELS covers everything measured on the label volume (class volumes, total, lesion count,
+    # largest lesion, ABC/2): those are computed from the labels, never merged on their own.
+    LABELS: ClassVar[str] = "labels"
+    HEATMAP: ClassVar[str] = "heatmap"
+    IPH_LOCATION: ClassVar[str] = "iph_location"
+    MODEL_VOLUME: ClassVar[str] = "model_volume_ml"
+    PROGNOSIS: ClassVar[str] = "prognosis_probability"
 
     model: ModelInfo
     # uint8 (z, y, x); value k > 0 means class segment_classes[k - 1]
@@ -55,6 +70,23 @@ class Findings:
     iph_location: str | None = None  # "deep" | "lobar" | "infratentorial"
     model_volume_ml: float | None = None  # a regression head's volume, where the engine has one
     prognosis_probability: float | None = None  # research only
+    sources: Mapping[str, ModelInfo] = field(default_factory=dict)  # provenance key -> producing model
+
+    @staticmethod
+    def probability_key(key: str) -> str:
+        """Provenance key of probabilities[key] ("any" or a class)."""
+        return f"probabilities[{key}]"
+
+    @staticmethod
+    def produced_by(model: ModelInfo, values: Mapping[str, object], probabilities=()) -> dict[str, ModelInfo]:
+        """An engine's sources: `model` for each probability key and for each provenance key of `values`
+        whose value is not None (what a head did not produce is attributed to nobody)."""
+        produced = [key for key, value in values.items() if value is not None]
+        return dict.fromkeys([*produced, *map(Findings.probability_key, probabilities)], model)
+
+    def source(self, key: str) -> ModelInfo:
+        """The model that produced the value under provenance key `key`; `model` where none is recorded."""
+        return self.sources.get(key, self.model)
 
 
 @dataclass(frozen=True)

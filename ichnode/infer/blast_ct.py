@@ -100,4 +100,5 @@ class BlastCtEngine:
         labels = self._table[blast]
         log.info("blast_ct_done", seconds=round(time.perf_counter() - start, 2), members=len(self.members),
                  device=self.device.type, oedema_voxels_dropped=int((blast == 3).sum()))
-        return Findings(model=self.info, labels=labels, segment_classes=SEGMENT_CLASSES)
+        return Findings(model=self.info, labels=labels, segment_classes=SEGMENT_CLASSES,
+                        sources=Findings.produced_by(self.info, {Findings.LABELS: labels}))

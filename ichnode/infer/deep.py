@@ -14,6 +14,9 @@ dense_unet              002   label volume + segment classes, per-class probabil
 resnet3d_multitask      000   ``model_volume_ml`` + Grad-CAM heatmap; prognosis only when trained
 ======================  ====  =====================================================================
 
+Each value an engine adds is attributed to it in ``Findings.sources``, so that after a merge with other
+engines the SR still names the network that produced it.
+
 Weights: ``ichnode/weights/<name>.pt`` (a state dict, loaded with ``weights_only=True``) and its sidecar
 ``<name>.json`` (``small`` + ``overrides``: how to build the network; ``image_size`` / ``input_size``,
 ``classes``, and the flags of heads that need labels). **A head whose flag is not true is never read**
@@ -224,7 +227,10 @@ class SliceClassifierEngine(TorchEngine):
             if not heatmap.any():
                 heatmap = None
         findings = Findings(model=self.info, labels=self._empty_labels(volume), segment_classes=(),
-                            probabilities=probabilities, heatmap=heatmap, iph_location=iph_location)
+                            probabilities=probabilities, heatmap=heatmap, iph_location=iph_location,
+                            sources=Findings.produced_by(self.info, {Findings.HEATMAP: heatmap,
+                                                                     Findings.IPH_LOCATION: iph_location},
+                                                         probabilities))
         return DeepResult(findings, scores, boxes)
 
 
@@ -265,8 +271,11 @@ class DenseUNetEngine(TorchEngine):
         probabilities = {c: aggregate(slice_max[:, k], self.aggregation) for k, c in enumerate(self.classes)}
         scores = slice_max.max(axis=1) if len(self.classes) else np.zeros(nz)
         probabilities["any"] = aggregate(scores, self.aggregation)
+        heatmap = heatmap if heatmap.any() else None
         findings = Findings(model=self.info, labels=labels, segment_classes=self.classes,
-                            probabilities=probabilities, heatmap=heatmap if heatmap.any() else None)
+                            probabilities=probabilities, heatmap=heatmap,
+                            sources=Findings.produced_by(self.info, {Findings.LABELS: labels,
+                                                                     Findings.HEATMAP: heatmap}, probabilities))
         return DeepResult(findings, scores)
 
 
@@ -300,7 +309,10 @@ class VolumeRegressorEngine(TorchEngine):
             if not heatmap.any():
                 heatmap = None
         findings = Findings(model=self.info, labels=self._empty_labels(volume), segment_classes=(),
-                            heatmap=heatmap, model_volume_ml=volume_ml, prognosis_probability=prognosis)
+                            heatmap=heatmap, model_volume_ml=volume_ml, prognosis_probability=prognosis,
+                            sources=Findings.produced_by(self.info, {Findings.MODEL_VOLUME: volume_ml,
+                                                                     Findings.HEATMAP: heatmap,
+                                                                     Findings.PROGNOSIS: prognosis}))
         return DeepResult(findings, np.asarray([volume_ml]))
 
 

@@ -1,7 +1,8 @@
 """The inference engine: runs the configured models on a Volume and merges their Findings.
 
 Every model implements the `Engine` protocol of ichnode.domain (info + analyse(volume)). The first
-model that segments provides the label volume; probabilities and other outputs are merged by key.
+model that segments provides the label volume; probabilities and other outputs are merged by key, each
+with the model that produced it (Findings.sources).
 """
 from __future__ import annotations
 
@@ -49,17 +50,24 @@ class InferenceEngine:
         # segments found > an engine that segments (found nothing) > a classifier without labels
         primary = next((f for f in results if f.labels.any()),
                        next((f for f in results if f.segment_classes), results[0]))
+        # Each merged value keeps the model that produced it (Findings.sources): the SR names it.
+        sources = {Findings.LABELS: primary.source(Findings.LABELS)} if primary.segment_classes else {}
         probabilities: dict[str, float] = {}
-        for findings in results:
+        for findings in results:  # a later engine's probability replaces an earlier one's, source and all
             probabilities.update(findings.probabilities)
-        heatmap = next((f.heatmap for f in results if f.heatmap is not None), None)
-        return replace(
-            primary,
-            probabilities=probabilities,
-            heatmap=heatmap if primary.heatmap is None else primary.heatmap,
-            iph_location=next((f.iph_location for f in results if f.iph_location), None),
-            model_volume_ml=next((f.model_volume_ml for f in results
-                                  if f.model_volume_ml is not None), None),
-            prognosis_probability=next((f.prognosis_probability for f in results
-                                        if f.prognosis_probability is not None), None),
-        )
+            for key in map(Findings.probability_key, findings.probabilities):
+                sources[key] = findings.source(key)
+        values = {}
+        # The primary's own heatmap first (it matches its labels); the rest from the first engine with one.
+        for key, candidates in ((Findings.HEATMAP, [primary, *results]), (Findings.IPH_LOCATION, results),
+                                (Findings.MODEL_VOLUME, results), (Findings.PROGNOSIS, results)):
+            origin = _first_with(candidates, key)
+            values[key] = None if origin is None else getattr(origin, key)
+            if origin is not None:
+                sources[key] = origin.source(key)
+        return replace(primary, probabilities=probabilities, sources=sources, **values)
+
+
+def _first_with(results: list[Findings], key: str) -> Findings | None:
+    """The first findings holding a value for `key` (a provenance key that is also the field's name)."""
+    return next((f for f in results if getattr(f, key) is not None), None)

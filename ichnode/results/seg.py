@@ -11,7 +11,7 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 
-from ichnode.domain import Analysis
+from ichnode.domain import Analysis, Findings
 from ichnode.ids import digest, result_uid, source_key
 from ichnode.results import codes
 from ichnode.results.render import CLASS_COLORS
@@ -60,7 +60,8 @@ def seg_uids(analysis: Analysis) -> tuple[str, str]:
 
 
 def segment_descriptions(analysis: Analysis) -> list[hd.seg.SegmentDescription]:
-    model = analysis.findings.model
+    # The engine that produced the labels, which after a merge need not be every value's engine.
+    model = analysis.findings.source(Findings.LABELS)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=codes.ascii_text(model.name, 64), family=codes.ALGORITHM_FAMILY_AI,
         version=codes.ascii_text(model.version, 64), source="ichnode",

@@ -6,7 +6,8 @@ Not-analysed series: one group that says "Not analysed" and why - never silence.
 Every group carries the algorithm identification and the not-for-diagnostic-use notice, and every
 measurement (each probability, volume, count and length) names the algorithm and version that produced
 it in its own TID 4019 items (DCM 111001 "Algorithm Name", 111003 "Algorithm Version"), so a value read
-on its own still says where it came from. A value the engine did not produce (an untrained head reports
+on its own still says where it came from. With several engines merged, that is the engine recorded for the
+value in Findings.sources (a probability from a classifier, volumes from the engine that segmented). A value the engine did not produce (an untrained head reports
 None) is left out, never written as a number.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import highdicom as hd
 from pydicom import Dataset
 from pydicom.sr.coding import Code
 
-from ichnode.domain import ALL_CLASSES, Analysis
+from ichnode.domain import ALL_CLASSES, Analysis, Findings
 from ichnode.ids import result_uid, source_key
 from ichnode.results import codes
 from ichnode.results.seg import source_headers
@@ -64,30 +65,34 @@ class _Builder:
             identifier=codes.ascii_text(label, 64),
         )
 
-    def algorithm(self) -> hd.sr.AlgorithmIdentification | None:
-        """TID 4019 of the engine whose findings these are; a fresh one per use, since content items are
-        not shared between sequences. (Findings carries one model: values merged from several engines
-        are attributed to it - see ichnode.infer.engine.)"""
+    def algorithm(self, source: str) -> hd.sr.AlgorithmIdentification | None:
+        """TID 4019 of the engine that produced the value under provenance key `source` (Findings.sources);
+        a fresh one per use, since content items are not shared between sequences."""
         f = self.analysis.findings
         if f is None:
             return None
-        return hd.sr.AlgorithmIdentification(name=codes.ascii_text(f.model.name),
-                                             version=codes.ascii_text(f.model.version))
+        model = f.source(source)
+        return hd.sr.AlgorithmIdentification(name=codes.ascii_text(model.name),
+                                             version=codes.ascii_text(model.version))
 
-    def measurement(self, name: Code, value: float | None, unit: Code, method: Code | None = None):
+    def measurement(self, name: Code, value: float | None, unit: Code, method: Code | None = None, *,
+                    source: str):
+        """A NUM item naming the engine that produced it (`source`: its provenance key)."""
         if value is None or not math.isfinite(float(value)):
             return None  # not produced (e.g. an untrained head): nothing, rather than a number
         # Counts stay integers; everything else a Python float (highdicom rejects numpy scalars).
         value = int(value) if isinstance(value, numbers.Integral) else float(value)
-        return hd.sr.Measurement(name=name, value=value, unit=unit, method=method, algorithm_id=self.algorithm())
+        return hd.sr.Measurement(name=name, value=value, unit=unit, method=method,
+                                 algorithm_id=self.algorithm(source))
 
     def group(self, key, label, *, finding_type=None, measurements=(), evaluations=(), site=None,
-              segment_number=None, source_indices=()) -> _Group:
+              segment_number=None, source_indices=(), source: str = Findings.LABELS) -> _Group:
+        """A measurement group; its own algorithm is that of `source`: the segmentation by default."""
         kwargs = dict(
             tracking_identifier=self.tracking(key, label),
             finding_type=finding_type,
             finding_category=codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE if finding_type else None,
-            algorithm_id=self.algorithm(),
+            algorithm_id=self.algorithm(source),
             finding_sites=[hd.sr.FindingSite(site)] if site is not None else None,
             measurements=[m for m in measurements if m is not None] or None,
             qualitative_evaluations=[*evaluations, self.notice],
@@ -111,14 +116,19 @@ class _Builder:
     # --- analysed -----------------------------------------------------------------------------
     def summary_group(self) -> _Group:
         f, q = self.analysis.findings, self.analysis.quantities
-        ml = codes.UNIT_ML
+        ml, labels = codes.UNIT_ML, Findings.LABELS
         measurements = [
-            self.measurement(codes.PROBABILITY, f.probabilities.get("any"), codes.UNIT_ONE),
-            self.measurement(codes.VOLUME, q.total_ml if q else None, ml, codes.METHOD_SEGMENTATION),
-            self.measurement(codes.NUMBER_OF_LESIONS, q.lesion_count if q else None, codes.UNIT_ONE),
-            self.measurement(codes.VOLUME, f.model_volume_ml, ml, codes.METHOD_MODEL_REGRESSION),
+            self.measurement(codes.PROBABILITY, f.probabilities.get("any"), codes.UNIT_ONE,
+                             source=Findings.probability_key("any")),
+            self.measurement(codes.VOLUME, q.total_ml if q else None, ml, codes.METHOD_SEGMENTATION,
+                             source=labels),
+            self.measurement(codes.NUMBER_OF_LESIONS, q.lesion_count if q else None, codes.UNIT_ONE,
+                             source=labels),
+            self.measurement(codes.VOLUME, f.model_volume_ml, ml, codes.METHOD_MODEL_REGRESSION,
+                             source=Findings.MODEL_VOLUME),
             # Research only: the concept's meaning says so, for whoever reads the value.
-            self.measurement(codes.PROGNOSIS_PROBABILITY, f.prognosis_probability, codes.UNIT_ONE),
+            self.measurement(codes.PROGNOSIS_PROBABILITY, f.prognosis_probability, codes.UNIT_ONE,
+                             source=Findings.PROGNOSIS),
         ]
         evaluations = [hd.sr.QualitativeEvaluation(codes.ANALYSIS_STATUS, codes.ANALYSED)]
         if "IPH" not in self._class_keys():
@@ -148,15 +158,20 @@ class _Builder:
         for name in self._class_keys():
             number = f.segment_classes.index(name) + 1 if name in f.segment_classes else None
             volume = q.volume_ml_by_class.get(name) if (q and number) else None
+            probability = Findings.probability_key(name)
             out.append(self.group(
                 name, f"{name} {codes.CLASS_NAMES[name]}",
                 finding_type=codes.CLASS_CODES[name], site=codes.CLASS_SITES[name],
                 measurements=[
-                    self.measurement(codes.VOLUME, volume, codes.UNIT_ML, codes.METHOD_SEGMENTATION),
-                    self.measurement(codes.PROBABILITY, f.probabilities.get(name), codes.UNIT_ONE),
+                    self.measurement(codes.VOLUME, volume, codes.UNIT_ML, codes.METHOD_SEGMENTATION,
+                                     source=Findings.LABELS),
+                    self.measurement(codes.PROBABILITY, f.probabilities.get(name), codes.UNIT_ONE,
+                                     source=probability),
                 ],
                 evaluations=self._iph_location() if name == "IPH" else [],
                 segment_number=number,
+                # A class only a classifier names (no segment) is that classifier's finding.
+                source=Findings.LABELS if number else probability,
             ))
         return out
 
@@ -165,16 +180,17 @@ class _Builder:
         if q is None or q.abc2 is None:
             return None
         a = q.abc2
-        mm, ml = codes.UNIT_MM, codes.UNIT_ML
+        mm, ml, abc2 = codes.UNIT_MM, codes.UNIT_ML, codes.METHOD_ABC2
+        labels = Findings.LABELS  # everything here is measured on the label volume
         return self.group(
             "largest", "Largest lesion", finding_type=codes.HEMORRHAGE, site=codes.BRAIN,
             measurements=[
-                self.measurement(codes.VOLUME, q.largest_lesion_ml, ml, codes.METHOD_SEGMENTATION),
-                self.measurement(codes.VOLUME, a.volume_ml, ml, codes.METHOD_ABC2),
-                self.measurement(codes.MAJOR_AXIS, a.a_mm, mm, codes.METHOD_ABC2),
-                self.measurement(codes.PERPENDICULAR_AXIS, a.b_mm, mm, codes.METHOD_ABC2),
-                self.measurement(codes.HEIGHT, a.c_mm, mm, codes.METHOD_ABC2),
-                self.measurement(codes.ABC2_RATIO, q.abc2_ratio, codes.UNIT_RATIO),
+                self.measurement(codes.VOLUME, q.largest_lesion_ml, ml, codes.METHOD_SEGMENTATION, source=labels),
+                self.measurement(codes.VOLUME, a.volume_ml, ml, abc2, source=labels),
+                self.measurement(codes.MAJOR_AXIS, a.a_mm, mm, abc2, source=labels),
+                self.measurement(codes.PERPENDICULAR_AXIS, a.b_mm, mm, abc2, source=labels),
+                self.measurement(codes.HEIGHT, a.c_mm, mm, abc2, source=labels),
+                self.measurement(codes.ABC2_RATIO, q.abc2_ratio, codes.UNIT_RATIO, source=labels),
             ],
             source_indices=[a.slice_index],  # the slice on which A and B were measured
         )

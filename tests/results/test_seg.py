@@ -4,7 +4,7 @@ import highdicom as hd
 import numpy as np
 from pydicom.uid import SegmentationStorage
 
-from ichnode.domain import Analysis, ModelInfo
+from ichnode.domain import Analysis, Findings, ModelInfo
 from ichnode.results.seg import SERIES_DESCRIPTION, build_seg
 
 SW = "0.1.0-test"
@@ -88,3 +88,15 @@ def test_seg_uids_deterministic(volume, analysis, build_analysis):
     other: Analysis = build_analysis(volume, model=ModelInfo("test-engine", "2.0.0"))
     c = build_seg(other, software_version=SW)
     assert c.SOPInstanceUID != a.SOPInstanceUID and c.SeriesInstanceUID != a.SeriesInstanceUID
+
+
+def test_seg_algorithm_is_the_engine_that_produced_the_labels(analysis, roundtrip):
+    """Findings merged from several engines: the segments name the labels' engine (Findings.sources),
+    not an engine recorded only for other values."""
+    labeller = ModelInfo("labeller", "4.5")
+    f = dataclasses.replace(analysis.findings, sources={Findings.LABELS: labeller,
+                                                        Findings.probability_key("any"): ModelInfo("cls", "1")})
+    _, seg = roundtrip(build_seg(dataclasses.replace(analysis, findings=f), software_version=SW))
+    for s in seg.SegmentSequence:
+        alg = s.SegmentationAlgorithmIdentificationSequence[0]
+        assert (alg.AlgorithmName, alg.AlgorithmVersion) == ("labeller", "4.5")

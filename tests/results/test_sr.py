@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage, SecondaryCaptureImageStorage
 
-from ichnode.domain import Analysis, ModelInfo
+from ichnode.domain import Analysis, Findings, ModelInfo
 from ichnode.results import build_results
 from ichnode.results.codes import NOTICE
 from ichnode.results.seg import build_seg
@@ -206,4 +206,39 @@ def test_each_value_names_its_algorithm_and_absent_heads_give_no_number(volume, 
         assert {"Algorithm Name", "Algorithm Version"} <= names
     all_nums = [i for g in _groups(sr).values() for i in g.ContentSequence if i.ValueType == "NUM"]
     assert not [i for i in all_nums if _meaning(i) == "Prognosis probability (research only)"]
+    assert dciodvfy(path) == []
+
+
+def test_merged_values_name_their_own_engines(volume, build_analysis, roundtrip, dciodvfy):
+    """Findings merged from several engines: each measurement names the engine recorded for it in
+    Findings.sources, the groups the engine that segmented; a class only a classifier names (SDH here,
+    no segment) is that classifier's group."""
+    seg_model, cls_model, reg_model = ModelInfo("seg-net", "1"), ModelInfo("cls-net", "2"), ModelInfo("reg-net", "3")
+    a = build_analysis(volume, model=seg_model)
+    f = a.findings
+    probabilities = {**f.probabilities, "SDH": 0.3}
+    sources = {Findings.LABELS: seg_model, Findings.MODEL_VOLUME: reg_model, Findings.PROGNOSIS: reg_model,
+               **dict.fromkeys(map(Findings.probability_key, probabilities), cls_model)}
+    a = dataclasses.replace(a, findings=dataclasses.replace(f, probabilities=probabilities, sources=sources))
+    path, sr = roundtrip(build_sr(a, build_seg(a, software_version=SW), software_version=SW))
+
+    def expected(concept, method):
+        if concept == "Probability":
+            return ("cls-net", "2")
+        if method == "Model regression estimate" or concept.startswith("Prognosis"):
+            return ("reg-net", "3")
+        return ("seg-net", "1")  # measured on the label volume
+
+    seen = set()
+    for label, group in _groups(sr).items():
+        texts = _texts(group)
+        group_algorithm = ("cls-net", "2") if label.startswith("SDH") else ("seg-net", "1")
+        assert (texts["Algorithm Name"], texts["Algorithm Version"]) == group_algorithm, label
+        for item in group.ContentSequence:
+            if item.ValueType == "NUM":
+                method = next((_meaning(m, "ConceptCodeSequence") for m in item.ContentSequence
+                               if _meaning(m) == "Measurement Method"), None)
+                assert _algorithm(item) == expected(_meaning(item), method), (label, _meaning(item), method)
+                seen.add(_algorithm(item))
+    assert seen == {("seg-net", "1"), ("cls-net", "2"), ("reg-net", "3")}
     assert dciodvfy(path) == []
