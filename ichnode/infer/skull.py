@@ -70,14 +70,26 @@ def enclosed(bone: np.ndarray, closed_bone: np.ndarray, px: float) -> np.ndarray
     return hull & ~closed_bone
 
 
-def major_components(mask: np.ndarray, fraction: float, structure=None) -> np.ndarray:
-    """The connected components of mask at least `fraction` of the largest."""
+def bridge_slices(mask: np.ndarray, reach: int) -> np.ndarray:
+    """mask plus every voxel that mask holds within `reach` slices both below and above it: a
+    slice whose own outline failed (an open ring at the skull base) borrows its neighbours'."""
+    below = np.zeros_like(mask)
+    above = np.zeros_like(mask)
+    for k in range(1, min(reach, mask.shape[0] - 1) + 1):
+        below[k:] |= mask[:-k]
+        above[:-k] |= mask[k:]
+    return mask | (below & above)
+
+
+def major_components(mask: np.ndarray, fraction: float, structure=None,
+                     min_voxels: float = np.inf) -> np.ndarray:
+    """The connected components of mask at least `fraction` of the largest, or of min_voxels."""
     labels, n = ndimage.label(mask, structure=structure)
     if n == 0:
         return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    keep = sizes >= fraction * sizes.max()
+    keep = (sizes >= fraction * sizes.max()) | (sizes >= min_voxels)
     keep[0] = False
     return keep[labels]
 
