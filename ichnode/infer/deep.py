@@ -22,9 +22,8 @@ Weights: ``ichnode/weights/<name>.pt`` (a state dict, loaded with ``weights_only
 ``classes``, and the flags of heads that need labels). **A head whose flag is not true is never read**
 (``ichnode.models.heads``): the shipped DTViT location, VGG subtype and 3D ResNet prognosis heads were
 trained without labels, so nothing of them reaches Findings, the SR or the worklist. **A model whose
-weights are missing is replaced by the classical engine** (:func:`build_deep` logs
-``model_weights_missing`` as a warning and returns a ``ClassicalEngine``), so a node configured with a
-model nobody trained still analyses series.
+weights are missing stops the node at start** (:func:`build_deep` raises a ConfigError naming it):
+never another engine's figures under its name.
 
 Execution: the device comes from ``EngineConfig.device`` (``auto``: CUDA when available, else the CPU
 with ``torch.set_num_threads(config.threads)``); forward passes run under ``torch.inference_mode()`` and,
@@ -49,7 +48,7 @@ import torch
 
 from ichnode.config import EngineConfig
 from ichnode.domain import ALL_CLASSES, Engine, Findings, Volume
-from ichnode.infer.classical import ClassicalEngine
+from ichnode.errors import ConfigError
 from ichnode.log import get_logger
 from ichnode.models.explain import Box, cam_box, cam_heatmap, grad_cam
 from ichnode.models.heads import CAM, GRAD_CAM, Head
@@ -320,13 +319,13 @@ ENGINES = {engine.task: engine for engine in (SliceClassifierEngine, DenseUNetEn
 
 
 def build_deep(name: str, config: EngineConfig | None = None, weights_dir: str | Path | None = None) -> Engine:
-    """The adapter of ``name`` with its weights; **the classical engine when the weights are missing**
-    (logged as a warning, so the node keeps analysing; ``info`` then names the classical engine, which
-    the SR reports as the algorithm)."""
+    """The adapter of ``name`` with its weights. Missing weights are a ConfigError at start: a node
+    that silently ran another engine than the one configured would report that engine's figures
+    under a configuration that names another."""
     config = config or EngineConfig()
     spec = get(name)
     try:
         return ENGINES[spec.task](spec.name, config, weights_dir)
     except FileNotFoundError as exc:
-        log.warning("model_weights_missing", model=spec.name, reason=str(exc), fallback="classical")
-        return ClassicalEngine(config.classical)
+        raise ConfigError(f"engine.models: {spec.name}: no weights ({exc}); remove it from "
+                          "engine.models or install its weights") from None

@@ -14,9 +14,8 @@ from ichnode.infer.classical import ClassicalEngine
 
 
 def build_models(config: EngineConfig, weights_dir=None) -> list[Engine]:
-    """One engine per configured name. The deep models (ichnode.infer.deep) load their shipped weights;
-    a model without weights becomes the classical engine (warning logged), kept only once. BLAST-CT
-    loads engine.blast_ct.weights_dir; missing weights are a ConfigError, never a fallback."""
+    """One engine per configured name. The deep models (ichnode.infer.deep) load their shipped weights,
+    BLAST-CT loads engine.blast_ct.weights_dir; missing weights are a ConfigError, never a fallback."""
     models: list[Engine] = []
     for name in config.models:
         if name == "classical":
@@ -29,8 +28,6 @@ def build_models(config: EngineConfig, weights_dir=None) -> list[Engine]:
             from ichnode.infer.deep import build_deep  # torch is imported only when a model needs it
 
             model = build_deep(name, config, weights_dir)
-        if isinstance(model, ClassicalEngine) and any(isinstance(m, ClassicalEngine) for m in models):
-            continue
         models.append(model)
     return models
 

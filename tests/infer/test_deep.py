@@ -13,7 +13,6 @@ from ichnode.config import EngineConfig, load_config
 from ichnode.domain import ALL_CLASSES, Findings
 from ichnode.errors import ConfigError
 from ichnode.infer import deep
-from ichnode.infer.classical import ClassicalEngine
 from ichnode.infer.engine import InferenceEngine, build_models
 from ichnode.models.dtvit import LOCATION_CLASSES
 from ichnode.models.registry import get
@@ -88,16 +87,10 @@ def test_volume_regressor(tiny_weights, volume, tmp_path) -> None:
     assert f2.model_volume_ml == pytest.approx(f.model_volume_ml, rel=1e-5)
 
 
-def test_missing_weights_fall_back_to_classical(tmp_path, volume) -> None:
-    with capture_logs() as logs:
-        engine = deep.build_deep("dense_unet", CFG, tmp_path)
-    assert isinstance(engine, ClassicalEngine)
-    warning = [e for e in logs if e["event"] == "model_weights_missing"]
-    assert warning and warning[0]["log_level"] == "warning" and warning[0]["fallback"] == "classical"
-    # several missing models and classical itself: one classical engine only
-    config = EngineConfig(models=("classical", "dense_unet", "resnet3d_multitask"), device="cpu", threads=1)
-    models = build_models(config, weights_dir=tmp_path)
-    assert len(models) == 1 and isinstance(models[0], ClassicalEngine)
+def test_missing_weights_stop_the_start_with_the_model_named(tmp_path) -> None:
+    config = EngineConfig(models=("classical", "dense_unet"), device="cpu", threads=1)
+    with pytest.raises(ConfigError, match=r"engine\.models: dense_unet: no weights"):
+        build_models(config, weights_dir=tmp_path)
 
 
 def test_build_models_and_merge(tiny_weights, volume) -> None:
