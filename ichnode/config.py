@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ichnode.domain import Priority
 from ichnode.errors import ConfigError
 
 
@@ -242,7 +243,7 @@ class MllpConfig:
 class NotifyConfig:
     mllp: MllpConfig | None = None  # HL7 v2 ORU^R01 over MLLP
     webhook_url: str | None = None  # JSON POST
-    priorities: tuple[str, ...] = ("critical", "high", "routine", "not analysed")  # which to send
+    priorities: tuple[str, ...] = tuple(p.value for p in Priority)  # which to send
     max_attempts: int = 8
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 120.0
@@ -510,11 +511,14 @@ def _check(config: Config, source: str) -> None:
     if config.eligibility.contrast_enhanced_ml <= 0:
         raise bad("eligibility.contrast_enhanced_ml", config.eligibility.contrast_enhanced_ml,
                   "must be positive (reject_contrast: false turns the check off)")
-    known_models = {"classical", "resnet3d_multitask", "dtvit", "dense_unet", "vgg_wso", "resnet50_cls",
-                    "blast_ct"}
+    engines = {"classical", "blast_ct"}  # the rest are the registry's networks
+    if set(config.engine.models) - engines:
+        from ichnode.models.registry import names  # torch is imported only when a network is named
+
+        engines |= set(names())
     for i, name in enumerate(config.engine.models):
-        if name not in known_models:
-            raise bad(f"engine.models[{i}]", name, f"unknown model; known: {sorted(known_models)}")
+        if name not in engines:
+            raise bad(f"engine.models[{i}]", name, f"unknown model; known: {sorted(engines)}")
     if config.engine.device not in ("auto", "cpu", "cuda"):
         raise bad("engine.device", config.engine.device, "must be auto, cpu or cuda")
     if "blast_ct" in config.engine.models:
@@ -617,7 +621,7 @@ def _check_triage(config: Config, bad) -> None:
         _check_client_tls(notify.mllp.tls, "notify.mllp.tls", bad)
     if notify.webhook_url is not None and not notify.webhook_url.startswith(("http://", "https://")):
         raise bad("notify.webhook_url", notify.webhook_url, "must be an http:// or https:// URL")
-    known = ("critical", "high", "routine", "not analysed")
+    known = [p.value for p in Priority]
     for i, priority in enumerate(notify.priorities):
         if priority not in known:
             raise bad(f"notify.priorities[{i}]", priority, f"must be one of {list(known)}")

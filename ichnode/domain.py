@@ -5,6 +5,7 @@ direction cosines), in increasing position, so index 0 is the most caudal slice 
 """
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
@@ -136,3 +137,16 @@ class Engine(Protocol):
     info: ModelInfo
 
     def analyse(self, volume: Volume) -> Findings: ...
+
+
+class Priority(str, enum.Enum):
+    """A study's triage priority; the worklist sorts by rank (ichnode/triage/priority.py decides it)."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    NOT_ANALYSED = "not analysed"
+    ROUTINE = "routine"
+
+    @property
+    def rank(self) -> int:
+        return list(Priority).index(self)

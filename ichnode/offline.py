@@ -41,7 +41,7 @@ def process_folder(input_dir: Path, out_dir: Path, config: Config,
         series_uid = key.split("/", 1)[1]
         try:
             analysis = analyse_headers(group, config, engine, timings)
-            files = write_results(analysis, Path(out_dir) / series_uid)
+            files = write_results(analysis, Path(out_dir) / series_uid, config.results)
         except Exception as exc:  # noqa: BLE001 - one broken series must not stop the others
             rows.append({"series_uid": series_uid, "slices": len(group.datasets), "outcome": "failed",
                          "reason": f"{type(exc).__name__}: {exc}", "files": []})

@@ -16,7 +16,7 @@ from ichnode import __version__
 from ichnode.audit import Audit
 from ichnode.assemble.eligibility import check_geometry, check_headers, check_images, check_size
 from ichnode.assemble.series import Headers, load_volume, read_headers, stack_geometry
-from ichnode.config import Config
+from ichnode.config import Config, ResultsConfig
 from ichnode.dicom.sender import describe, send
 from ichnode.dicom.stow import send_stow
 from ichnode.domain import Analysis
@@ -56,11 +56,11 @@ def analyse_headers(headers: Headers, config: Config, engine: InferenceEngine,
                     quantities=quantities)
 
 
-def write_results(analysis: Analysis, out_dir: Path) -> list[Path]:
+def write_results(analysis: Analysis, out_dir: Path, config: ResultsConfig) -> list[Path]:
     """Build SEG, SR and SC objects and write them durably; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for ds in build_results(analysis, software_version=__version__):
+    for ds in build_results(analysis, software_version=__version__, config=config):
         path = out_dir / f"{ds.Modality}_{ds.SOPInstanceUID}.dcm"
         buffer = pydicom.filebase.DicomBytesIO()
         pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
@@ -109,7 +109,8 @@ class Pipeline:
                 raise NotEligible("no readable instance: " + "; ".join(e for _, e in headers.unreadable))
             analysis = analyse_headers(headers, self.config, self.engine, timings)
             start = time.perf_counter()
-            results = write_results(analysis, self.config.results_dir / str(job_id))
+            results = write_results(analysis, self.config.results_dir / str(job_id),
+                                    self.config.results)
             timings["write_s"] = time.perf_counter() - start
         except NotEligible as exc:
             self.store.transition(job_id, JobState.FAILED, outcome="not analysed", reason=str(exc))

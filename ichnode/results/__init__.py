@@ -9,6 +9,7 @@ import warnings
 
 from pydicom import Dataset
 
+from ichnode.config import ResultsConfig
 from ichnode.domain import Analysis
 from ichnode.results.sc import build_sc
 from ichnode.results.seg import build_seg
@@ -17,8 +18,10 @@ from ichnode.results.sr import build_sr
 __all__ = ["build_results", "build_seg", "build_sr", "build_sc"]
 
 
-def build_results(analysis: Analysis, *, software_version: str, n_key_slices: int = 3) -> list[Dataset]:
-    """[SEG (if any), SR, SC key images...] for one analysed or not-analysed series.
+def build_results(analysis: Analysis, *, software_version: str,
+                  config: ResultsConfig = ResultsConfig()) -> list[Dataset]:
+    """[SEG (if any), SR, SC key images...] for one analysed or not-analysed series; series numbers
+    and the number of key images from the `results:` config.
 
     The SR comes before the key images and after the SEG it references, so a receiver that stores
     in order never holds a report pointing at a missing segmentation.
@@ -27,9 +30,12 @@ def build_results(analysis: Analysis, *, software_version: str, n_key_slices: in
         # highdicom warns about unusual person names *with the name in the message*: patient
         # names must never reach a log, and the name is copied from the source as it is.
         warnings.filterwarnings("ignore", message=".*person name.*")
-        seg = build_seg(analysis, software_version=software_version)
-        sr = build_sr(analysis, seg, software_version=software_version)
-        scs = build_sc(analysis, n_key_slices=n_key_slices, software_version=software_version)
+        seg = build_seg(analysis, software_version=software_version,
+                        series_number=config.seg_series_number)
+        sr = build_sr(analysis, seg, software_version=software_version,
+                      series_number=config.sr_series_number)
+        scs = build_sc(analysis, n_key_slices=config.key_slices, software_version=software_version,
+                       series_number=config.sc_series_number)
     results = ([seg] if seg is not None else []) + [sr] + scs
     for ds in results:
         _carry_deidentification(ds, analysis.datasets[0] if analysis.datasets else Dataset())

@@ -14,25 +14,12 @@ routine.
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from ichnode.config import TriageConfig
-from ichnode.domain import ALL_CLASSES, Analysis
+from ichnode.domain import ALL_CLASSES, Analysis, Priority
 
 
-class Priority(str, enum.Enum):
-    CRITICAL = "critical"
-    HIGH = "high"
-    NOT_ANALYSED = "not analysed"
-    ROUTINE = "routine"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-
-_RANK = {Priority.CRITICAL: 0, Priority.HIGH: 1, Priority.NOT_ANALYSED: 2, Priority.ROUTINE: 3}
 SUPRATENTORIAL = ("deep", "lobar")
 
 

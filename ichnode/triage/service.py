@@ -8,13 +8,13 @@ from __future__ import annotations
 import time
 
 from ichnode.config import Config
-from ichnode.domain import Analysis, ModelInfo
+from ichnode.domain import Analysis, ModelInfo, Priority
 from ichnode.log import get_logger
 from ichnode.store.jobs import JobStore, SeriesRow
 from ichnode.triage.images import write_key_images
 from ichnode.triage.metrics import Metrics
 from ichnode.triage.notify import Notifier
-from ichnode.triage.priority import Priority, prioritise
+from ichnode.triage.priority import prioritise
 from ichnode.triage.worklist import WorklistStore
 
 log = get_logger("ichnode.triage")

@@ -15,11 +15,12 @@ from typing import Callable
 
 from ichnode.assemble.series import Headers, read_headers
 from ichnode.config import Config
+from ichnode.domain import Priority
 from ichnode.ids import digest
 from ichnode.infer.engine import InferenceEngine
 from ichnode.offline import SIDE_FILE_SUFFIXES, group_series
 from ichnode.pipeline import analyse_headers
-from ichnode.triage.priority import Priority, prioritise
+from ichnode.triage.priority import prioritise
 from ichnode.validate.labels import Label, LabelSet, merge_slices
 from ichnode.validate.masks import Grid, series_grid
 

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.schemas import SchemaGenerator
 
 from ichnode import __version__
+from ichnode.domain import Priority
 from ichnode.results.codes import NOTICE
 
 
@@ -87,7 +88,7 @@ ITEM_SCHEMA = {
                  "acknowledged", "dismissed", "thumbnail_url", "key_image_urls", "study_url"],
     "properties": {
         "job": {"type": "integer"},
-        "priority": {"type": "string", "enum": ["critical", "high", "not analysed", "routine"]},
+        "priority": {"type": "string", "enum": sorted(p.value for p in Priority)},
         "priority_rank": {"type": "integer", "minimum": 0, "maximum": 3},
         "reason": _NULLABLE_STRING,
         "flags": {"type": "array", "items": {"type": "string",

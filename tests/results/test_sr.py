@@ -4,6 +4,7 @@ import dataclasses
 import pytest
 from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage, SecondaryCaptureImageStorage
 
+from ichnode.config import ResultsConfig
 from ichnode.domain import Analysis, Findings, ModelInfo
 from ichnode.results import build_results
 from ichnode.results.codes import NOTICE
@@ -172,6 +173,13 @@ def test_build_results_order(analysis, analysis_not_analysed):
     assert len({o.StudyInstanceUID for o in objs} | {analysis.datasets[0].StudyInstanceUID}) == 1
     only = build_results(analysis_not_analysed, software_version=SW)
     assert [o.SOPClassUID for o in only] == [Comprehensive3DSRStorage]
+
+
+def test_results_config_sets_series_numbers_and_key_images(analysis):
+    config = ResultsConfig(key_slices=1, seg_series_number=7001, sr_series_number=7002,
+                           sc_series_number=7003)
+    objs = build_results(analysis, software_version=SW, config=config)
+    assert [int(o.SeriesNumber) for o in objs] == [7001, 7002, 7003]
 
 
 def test_sources_missing_type2_attributes_still_work(volume, build_analysis, roundtrip, dciodvfy):

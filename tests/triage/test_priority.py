@@ -5,7 +5,8 @@ import pytest
 from ichnode.config import TriageConfig, load_config
 from ichnode.domain import ABC2, Analysis, Findings, ModelInfo, Quantities
 from ichnode.errors import ConfigError
-from ichnode.triage.priority import Priority, flagged_classes, prioritise
+from ichnode.domain import Priority
+from ichnode.triage.priority import flagged_classes, prioritise
 
 MODEL = ModelInfo("test-engine", "1.0")
 

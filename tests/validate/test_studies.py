@@ -1,6 +1,6 @@
 """Matching studies to labels (no engine run): RSNA by SOP UID, CQ500 by PatientID, worst series."""
 from ichnode.ids import digest
-from ichnode.triage.priority import Priority
+from ichnode.domain import Priority
 from ichnode.validate.labels import LabelSet
 from ichnode.validate.studies import SeriesOutcome, match_studies
 
