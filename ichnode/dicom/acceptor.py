@@ -92,7 +92,7 @@ class Services(Protocol):
         """accepted, rejected (reason) or closed (how: released, aborted, connection lost)."""
 
 
-class Slots:
+class AssociationSlots:
     """The association limit (node.max_associations), shared by the server's connections."""
 
     def __init__(self, limit: int):
@@ -113,7 +113,7 @@ class Slots:
 
 class Acceptor:
     def __init__(self, sock: socket.socket, session: Session, settings: Settings,
-                 services: Services, slots: Slots):
+                 services: Services, slots: AssociationSlots):
         self.sock, self.session, self.settings = sock, session, settings
         self.services, self.slots = services, slots
         self.contexts: dict[int, Context] = {}

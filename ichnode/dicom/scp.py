@@ -20,7 +20,7 @@ from pynetdicom.sop_class import (
 from ichnode.audit import Audit
 from ichnode.config import Config
 from ichnode.dicom import dimse
-from ichnode.dicom.acceptor import Acceptor, Context, Session, Settings, Slots
+from ichnode.dicom.acceptor import Acceptor, AssociationSlots, Context, Session, Settings
 from ichnode.dicom.access import AddressFilter, ConnectionLimits, NodeServer, server_tls_context
 from ichnode.dicom.filemeta import file_meta_bytes
 from ichnode.dicom.intake import MB, Refused, inspect_instance
@@ -177,7 +177,7 @@ def start_scp(config: Config, handler: StoreHandler, port: int | None = None) ->
     happen per connection before any DICOM is read; acceptor.Acceptor serves the association.
     """
     settings = acceptor_settings(config, handler.max_bytes)
-    slots = Slots(config.node.max_associations)
+    slots = AssociationSlots(config.node.max_associations)
 
     def serve(sock, address: str, certificate_name: str | None) -> None:
         session = Session(address=address, tls=certificate_name is not None,

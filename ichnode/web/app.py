@@ -1,5 +1,5 @@
 """The worklist web app: login, worklist, study page, JSON API, OpenAPI document, /metrics, and
-STOW-RS input (stow.py). Sessions live on the server (sessions.py), logins are throttled before the
+STOW-RS input (stow_input.py). Sessions live on the server (sessions.py), logins are throttled before the
 password is hashed (throttle.py), request bodies are limited while they stream in (limits.py).
 
 Pages are Jinja2 templates rendered on the server; the worklist page polls the JSON API and swaps
@@ -37,7 +37,7 @@ from ichnode.web.api import (api_item, api_notification, csrf_safe_post, error, 
                              schema_generator, unauthorised)
 from ichnode.web.limits import FORM_MAX_BYTES, BodyLimit
 from ichnode.web.sessions import Session, SessionStore
-from ichnode.web.stow import stow_endpoint
+from ichnode.web.stow_input import stow_endpoint
 from ichnode.web.throttle import LoginThrottle, Throttled
 
 log = get_logger("ichnode.web")
