@@ -37,12 +37,10 @@ class Node:
         self.spool = Spool(config.spool_dir)
         self.store = JobStore(config.db_path)
         self.engine = engine or InferenceEngine(build_models(config.engine))
-        self.pipeline = Pipeline(config, self.store, self.engine)
         self.audit = Audit.for_data_dir(config.data_dir)
-        self.pipeline.audit = self.audit
-        self.pipeline.before_read = self.spool.settle
         self.triage = Triage(config, self.store, self.engine.infos)  # worklist, notify, metrics
-        self.pipeline.triage = self.triage
+        self.pipeline = Pipeline(config, self.store, self.engine, events=self.triage,
+                                 audit=self.audit, before_read=self.spool.settle)
         self.triage.metrics.watch_slots(lambda: self.spool.slots.ready if self.spool.slots else 0)
         self.disk_guard = DiskGuard(config.spool_dir, config.node.min_free_disk_mb,
                                     config.node.max_disk_use_percent)

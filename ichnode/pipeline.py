@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import pydicom
 
@@ -74,21 +74,50 @@ def backoff_s(attempt: int, initial: float, maximum: float, rng=random) -> float
     return rng.uniform(0.5, 1.0) * min(maximum, initial * 2 ** max(0, attempt - 1))
 
 
-class Pipeline:
-    def __init__(self, config: Config, store: JobStore, engine: InferenceEngine):
-        self.config, self.store, self.engine = config, store, engine
-        self.audit = Audit.disabled()  # the node sets its audit log here
-        self.triage = None  # the node sets its triage hooks here (ichnode.triage.service.Triage)
-        self.before_read: Callable[[], None] = lambda: None  # the node's Spool.settle
+class JobEvents(Protocol):
+    """What the pipeline tells the triage side (ichnode.triage.service.Triage: worklist,
+    notifications, metrics) about a job."""
 
-    def _hook(self, event: str, job_id: int, *args) -> None:
-        """Tell the triage side (worklist, notifications, metrics); it never breaks the job."""
-        if self.triage is None:
-            return
+    def on_analysed(self, job_id: int, analysis: Analysis) -> None: ...
+    def on_not_analysed(self, job_id: int, reason: str) -> None: ...
+    def on_done(self, job_id: int) -> None: ...
+    def on_failed(self, job_id: int, stage: str, reason: str) -> None: ...
+
+
+class NoEvents:
+    """JobEvents that nobody listens to (offline processing, tests)."""
+
+    def on_analysed(self, job_id: int, analysis: Analysis) -> None:
+        pass
+
+    def on_not_analysed(self, job_id: int, reason: str) -> None:
+        pass
+
+    def on_done(self, job_id: int) -> None:
+        pass
+
+    def on_failed(self, job_id: int, stage: str, reason: str) -> None:
+        pass
+
+
+class Pipeline:
+    def __init__(self, config: Config, store: JobStore, engine: InferenceEngine, *,
+                 events: JobEvents | None = None, audit: Audit | None = None,
+                 before_read: Callable[[], None] = lambda: None):
+        """before_read: called before a series' files are read (the node's Spool.settle)."""
+        self.config, self.store, self.engine = config, store, engine
+        self.events = events or NoEvents()
+        self.audit = audit or Audit.disabled()
+        self.before_read = before_read
+
+    @staticmethod
+    def _tell(event: Callable, job_id: int, *args) -> None:
+        """Tell the triage side; its failure is logged and never breaks the job (a misspelt
+        event is an AttributeError where the call is written, not here)."""
         try:
-            getattr(self.triage, f"on_{event}")(job_id, *args)
+            event(job_id, *args)
         except Exception:  # noqa: BLE001 - triage must not fail a job
-            log.exception("triage_hook_failed", job=job_id, hook=event)
+            log.exception("triage_hook_failed", job=job_id, hook=event.__name__)
 
     def analyse_job(self, job_id: int) -> None:
         """QUEUED -> ANALYSING -> SENDING (results on disk), or FAILED with the error."""
@@ -115,19 +144,19 @@ class Pipeline:
         except NotEligible as exc:
             self.store.transition(job_id, JobState.FAILED, outcome="not analysed", reason=str(exc))
             log.warning("job_failed", job=job_id, reason=str(exc))
-            self._hook("not_analysed", job_id, str(exc))
+            self._tell(self.events.on_not_analysed, job_id, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - the job boundary: record and keep serving
             self.store.transition(job_id, JobState.FAILED, error=f"{type(exc).__name__}: {exc}")
             log.exception("job_crashed", job=job_id)
-            self._hook("failed", job_id, "analysis", type(exc).__name__)
+            self._tell(self.events.on_failed, job_id, "analysis", type(exc).__name__)
             return
         outcome = "not analysed" if analysis.not_analysed else "analysed"
         if headers.unreadable and not analysis.not_analysed:
             outcome += f" ({len(headers.unreadable)} unreadable file(s) left out)"
         self.store.transition(job_id, JobState.SENDING, outcome=outcome, reason=analysis.not_analysed,
                               results=[str(p) for p in results], timings=timings)
-        self._hook("analysed", job_id, analysis)
+        self._tell(self.events.on_analysed, job_id, analysis)
         log.info("job_analysed", job=job_id, series=series.series_uid, outcome=outcome,
                  reason=analysis.not_analysed, results=len(results))
         self.audit.record("analysed", job=job_id, study_uid=series.study_uid,
@@ -169,13 +198,13 @@ class Pipeline:
         if not errors:
             self.store.transition(job_id, JobState.DONE, attempts=attempts, error=None, timings=timings)
             log.info("job_done", job=job_id, destinations=len(self.config.destinations))
-            self._hook("done", job_id)
+            self._tell(self.events.on_done, job_id)
         elif attempts >= self.config.sender.max_attempts:
             self.store.transition(job_id, JobState.FAILED, attempts=attempts,
                                   error=f"sending failed after {attempts} attempts: {errors[0]}")
             log.error("job_send_failed", job=job_id, attempts=attempts, error=errors[0])
             self.audit.record("job_failed", job=job_id, attempts=attempts, error=errors[0])
-            self._hook("failed", job_id, "send", "send failed")
+            self._tell(self.events.on_failed, job_id, "send", "send failed")
         else:
             delay = backoff_s(attempts, self.config.sender.backoff_initial_s,
                               self.config.sender.backoff_max_s)

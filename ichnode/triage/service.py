@@ -1,7 +1,8 @@
 """The triage side of a running node: the pipeline's hooks fill the worklist, queue notifications
 and feed the metrics; start() runs the notifier and, when `web.enabled`, the worklist web app.
 
-Hooks never raise into the pipeline (Pipeline._hook logs and carries on).
+It implements pipeline.JobEvents; its failures never reach the pipeline (Pipeline._tell logs
+and carries on).
 """
 from __future__ import annotations
 
