@@ -537,6 +537,8 @@ def _check(config: Config, source: str) -> None:
     if config.sender.max_attempts < 1:
         raise bad("sender.max_attempts", config.sender.max_attempts, "must be at least 1")
     _check_triage(config, bad)
+    _check_web(config, bad)
+    _check_notify(config, bad)
     _check_reliability(config, bad)
 
 
@@ -568,7 +570,6 @@ def _check_blast_ct(cfg: BlastCtConfig, bad) -> None:
 
 
 def _check_triage(config: Config, bad) -> None:
-    """The triage:, web: and notify: sections."""
     tri = config.triage
     for name in ("critical_supratentorial_iph_ml", "critical_infratentorial_iph_ml", "high_volume_ml",
                  "flag_volume_ml"):
@@ -580,6 +581,9 @@ def _check_triage(config: Config, bad) -> None:
     if tri.unknown_location not in ("supratentorial", "infratentorial"):
         raise bad("triage.unknown_location", tri.unknown_location,
                   "must be supratentorial or infratentorial")
+
+
+def _check_web(config: Config, bad) -> None:
     web = config.web
     if not 0 <= web.port <= 65535:
         raise bad("web.port", web.port, "must be 0..65535 (0 picks a free port)")
@@ -614,6 +618,9 @@ def _check_triage(config: Config, bad) -> None:
                       "must be a hash from `ichnode hash-password` (scrypt$... or pbkdf2_sha256$...)")
     if web.enabled and not web.users:
         raise bad("web.users", [], "the worklist needs at least one user when web.enabled is true")
+
+
+def _check_notify(config: Config, bad) -> None:
     notify = config.notify
     if notify.mllp is not None and not 1 <= notify.mllp.port <= 65535:
         raise bad("notify.mllp.port", notify.mllp.port, "must be 1..65535")
