@@ -12,32 +12,19 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEGLosslessSV1, PYDICOM_IMPLEMENTATION_UID,
-                         generate_uid)
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEGLosslessSV1, PYDICOM_IMPLEMENTATION_UID
 
 from .phantom import PAD_HU, Phantom, SynthSpec, make_phantom
+from .uids import series_uids, synth_uid
 
 INTERCEPT = -1024
 PAD_STORED = PAD_HU - INTERCEPT  # -2000
 MANUFACTURER = "ichnode-synth"
 _BASE_DATE = dt.date(2024, 1, 1)
-
-
-def _uid(*parts) -> str:
-    """Deterministic UID (pydicom root + hash of the parts)."""
-    return generate_uid(entropy_srcs=["ichnode-synth", *(str(p) for p in parts)])
-
-
-def series_uids(spec: SynthSpec) -> tuple[str, str]:
-    """(study, series) UIDs: the study from seed and patient, the series from the whole spec."""
-    study = spec.study_uid or _uid("study", spec.seed, spec.patient_id)
-    fields = {k: v for k, v in asdict(spec).items() if k not in ("study_uid", "series_uid")}
-    return study, spec.series_uid or _uid("series", study, sorted(fields.items()))
 
 
 def _ds(v: float) -> str:
@@ -109,7 +96,7 @@ def _header(ph: Phantom, study_uid: str, series_uid: str, n_written: int) -> Dat
     ds.SeriesNumber = 2 if s.thickness_mm >= 2 else 3
     ds.AcquisitionNumber = 1
     ds.ImageOrientationPatient = [_ds(v) for v in ph.orientation]
-    ds.FrameOfReferenceUID = _uid("frame", study_uid)
+    ds.FrameOfReferenceUID = synth_uid("frame", study_uid)
     ds.PositionReferenceIndicator = ""
     ds.ImagesInAcquisition = n_written
     ds.SamplesPerPixel = 1
@@ -176,7 +163,7 @@ def write_phantom(outdir: Path, ph: Phantom) -> dict:
     for k in written:
         ds = Dataset()
         ds.update(base)
-        ds.SOPInstanceUID = _uid("image", series_uid, k)
+        ds.SOPInstanceUID = synth_uid("image", series_uid, k)
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = [_ds(v) for v in positions[k]]
         # Table position of the image centre (untilted axial: the z of the slice).

@@ -18,7 +18,8 @@ import numpy as np
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from .background import VoxelGrid
-from .dicom_writer import INTERCEPT, _uid, save_ct_slice
+from .dicom_writer import INTERCEPT, save_ct_slice
+from .uids import synth_uid
 from .insert import InsertedCase
 
 # Kept from the background header: geometry and acquisition; everything else is rewritten or dropped.
@@ -32,8 +33,8 @@ KEEP = ("ImageType", "SOPClassUID", "Modality", "Manufacturer", "ManufacturerMod
 def case_uids(case: InsertedCase) -> tuple[str, str, str]:
     """(study, series, frame of reference): one study per background, one series per spec."""
     source = case.truth.get("background_series_uid", "")
-    study = _uid("insert-study", source)
-    return study, _uid("insert-series", source, case.spec.digest()), _uid("insert-frame", source)
+    study = synth_uid("insert-study", source)
+    return study, synth_uid("insert-series", source, case.spec.digest()), synth_uid("insert-frame", source)
 
 
 def nifti_affine(grid: VoxelGrid) -> np.ndarray:
@@ -53,7 +54,7 @@ def _slice_header(src, study, series, frame, digest, number, description):
             del ds[elem.tag]
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-    ds.SOPInstanceUID = _uid("insert-image", series, number)
+    ds.SOPInstanceUID = synth_uid("insert-image", series, number)
     ds.SOPClassUID = CTImageStorage
     ds.InstanceNumber, ds.SeriesNumber, ds.AcquisitionNumber = number, 900, 1
     ds.PatientName, ds.PatientID = "ICHNODE^SYNTH", f"SYNTH-{digest}"

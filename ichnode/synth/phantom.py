@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from .anatomy import BLOOD, LUT_HU, Z_HIGH, Z_LOW, Anatomy
 from .lesions import make_lesion, solve_scale
+from .uids import series_uids
 
 SUBTYPES = ("iph", "ivh", "sah", "sdh", "edh", "none")
 LOCATIONS = ("deep", "lobar", "infratentorial")
@@ -205,7 +206,6 @@ class Phantom:
         """The phantom as an ichnode.domain.Volume without source headers (engine tests without
         DICOM); hu as the DICOM reader sees it (padding -3024), dropped slices included."""
         from ..domain import Volume
-        from .dicom_writer import series_uids
 
         study, series = series_uids(self.spec)
         return Volume(study, series, self.hu.astype(np.float32), self.spacing_mm, (), self.spec.tilt_deg)
