@@ -88,8 +88,11 @@ class Node:
         return self
 
     def stop(self) -> None:
+        # Inputs first (DICOM, then the web server's STOW-RS), so no image arrives once the
+        # spool is closed; then the jobs in progress finish; then what they write to.
         if self._server is not None:
             self._server.shutdown()
+        self.triage.stop_input()
         self.scheduler.shutdown(wait=True)
         self.spool.close()
         self.triage.stop()

@@ -52,9 +52,14 @@ class Triage:
                      tls=self.config.web.tls_cert is not None)
         return self
 
-    def stop(self) -> None:
+    def stop_input(self) -> None:
+        """Stop the web server first: it also takes images (STOW-RS) into the spool."""
         if self.web is not None:
             self.web.stop()
+            self.web = None
+
+    def stop(self) -> None:
+        self.stop_input()
         self.notifier.stop()
         self.worklist.close()
 
