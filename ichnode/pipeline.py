@@ -5,7 +5,6 @@ Broad exception handling happens only here, at the job boundary, where the error
 """
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 from typing import Callable, Protocol
@@ -25,6 +24,7 @@ from ichnode.infer.engine import InferenceEngine
 from ichnode.log import get_logger
 from ichnode.quantify.volume import quantify
 from ichnode.results import build_results
+from ichnode.retry import backoff_s
 from ichnode.store.jobs import JobState, JobStore
 from ichnode.store.spool import write_atomic
 
@@ -67,11 +67,6 @@ def write_results(analysis: Analysis, out_dir: Path, config: ResultsConfig) -> l
         write_atomic(path, buffer.getvalue())
         paths.append(path)
     return paths
-
-
-def backoff_s(attempt: int, initial: float, maximum: float, rng=random) -> float:
-    """Exponential backoff with full jitter, so many nodes do not retry in step."""
-    return rng.uniform(0.5, 1.0) * min(maximum, initial * 2 ** max(0, attempt - 1))
 
 
 class JobEvents(Protocol):

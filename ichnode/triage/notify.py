@@ -14,7 +14,6 @@ delimiters and control characters are escaped. MLLP runs over TLS when notify.ml
 from __future__ import annotations
 
 import json
-import random
 import socket
 import ssl
 import threading
@@ -30,7 +29,9 @@ from ichnode.config import MllpConfig, NotifyConfig
 from ichnode.domain import ALL_CLASSES
 from ichnode.log import get_logger
 from ichnode.results.codes import NOTICE
+from ichnode.retry import backoff_s
 from ichnode.tls_client import client_context, describe as describe_tls, server_name
+from ichnode.triage.worklist import NotificationState
 
 log = get_logger("ichnode.notify")
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
@@ -203,11 +204,6 @@ def post_webhook(url: str, body: dict, timeout_s: float) -> int:
         raise NotifyError(f"webhook: {getattr(exc, 'reason', exc)}") from exc
 
 
-def backoff_s(attempt: int, initial: float, maximum: float) -> float:
-    """Exponential backoff with jitter (as the sender's)."""
-    return random.uniform(0.5, 1.0) * min(maximum, initial * 2 ** max(0, attempt - 1))
-
-
 class Notifier:
     def __init__(self, config: NotifyConfig, worklist, metrics=None):
         self.config, self.worklist, self.metrics = config, worklist, metrics
@@ -284,7 +280,7 @@ class Notifier:
             return
         sent = time.time()
         ttn = sent - row["arrived"]
-        self.worklist.update_notification(n["id"], state="sent", attempts=attempts, sent_at=sent,
+        self.worklist.update_notification(n["id"], state=NotificationState.SENT.value, attempts=attempts, sent_at=sent,
                                           time_to_notification_s=ttn, ack_code=ack,
                                           control_id=control_id, error=None)
         if self.metrics is not None:
@@ -298,7 +294,7 @@ class Notifier:
         final = not exc.retry or attempts >= self.config.max_attempts
         fields = dict(attempts=attempts, error=str(exc)[:500], ack_code=exc.ack_code)
         if final:
-            self.worklist.update_notification(n["id"], state="failed", **fields)
+            self.worklist.update_notification(n["id"], state=NotificationState.FAILED.value, **fields)
             log.error("notification_failed", job=n["job_id"], channel=n["channel"],
                       attempts=attempts, error=str(exc)[:200])
         else:

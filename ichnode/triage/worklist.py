@@ -6,12 +6,14 @@ nothing here logs a row.
 """
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 import time
 from pathlib import Path
 
 from ichnode.store.db import open_shared
+from ichnode.store.jobs import JobState
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS worklist (
@@ -42,10 +44,18 @@ COLUMNS = (
     "study_description", "series_description", "study_date", "study_time", "modality",
     "scanner_model", "slices", "arrived", "analysed",
 )
+
+
+class NotificationState(str, enum.Enum):
+    PENDING = "pending"  # due at next_attempt
+    SENT = "sent"
+    FAILED = "failed"  # final: refused, or out of attempts
+
+
 # Latest job of each series, superseded jobs left out.
-_CURRENT = """
+_CURRENT = f"""
 SELECT w.*, j.state AS job_state FROM worklist w JOIN jobs j ON j.id = w.job_id
-WHERE j.state != 'superseded'
+WHERE j.state != '{JobState.SUPERSEDED.value}'
   AND w.job_id = (SELECT MAX(w2.job_id) FROM worklist w2 WHERE w2.series_key = w.series_key)
 """
 
@@ -127,7 +137,7 @@ class WorklistStore:
             row = self._db.execute("SELECT COUNT(*), MAX(updated) FROM worklist").fetchone()
             states = self._db.execute(
                 "SELECT COUNT(*) FROM worklist w JOIN jobs j ON j.id = w.job_id"
-                " WHERE j.state = 'superseded'").fetchone()
+                " WHERE j.state = ?", (JobState.SUPERSEDED.value,)).fetchone()
         return f"{row[0]}-{states[0]}-{row[1] or 0:.6f}"
 
     def mark(self, job_id: int, action: str, user: str, now: float | None = None) -> dict | None:
@@ -160,20 +170,21 @@ class WorklistStore:
         with self._lock:
             cur = self._db.execute(
                 "INSERT INTO notifications (job_id, channel, state, next_attempt, created)"
-                " VALUES (?,?,?,?,?)", (job_id, channel, "pending", now, now))
+                " VALUES (?,?,?,?,?)", (job_id, channel, NotificationState.PENDING.value, now, now))
         return cur.lastrowid
 
     def due_notifications(self, now: float) -> list[dict]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM notifications WHERE state='pending' AND next_attempt<=? ORDER BY id",
-                (now,)).fetchall()
+                "SELECT * FROM notifications WHERE state=? AND next_attempt<=? ORDER BY id",
+                (NotificationState.PENDING.value, now)).fetchall()
         return [dict(r) for r in rows]
 
     def next_notification_at(self) -> float | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_attempt) FROM notifications WHERE state='pending'").fetchone()
+                "SELECT MIN(next_attempt) FROM notifications WHERE state=?",
+                (NotificationState.PENDING.value,)).fetchone()
         return row[0]
 
     def update_notification(self, notification_id: int, **fields) -> None:
@@ -209,7 +220,8 @@ class WorklistStore:
     def pending_notifications(self) -> int:
         with self._lock:
             return self._db.execute(
-                "SELECT COUNT(*) FROM notifications WHERE state='pending'").fetchone()[0]
+                "SELECT COUNT(*) FROM notifications WHERE state=?",
+                (NotificationState.PENDING.value,)).fetchone()[0]
 
 
 def _row(row: sqlite3.Row) -> dict:

@@ -17,6 +17,7 @@ from starlette.schemas import SchemaGenerator
 from ichnode import __version__
 from ichnode.domain import Priority
 from ichnode.results.codes import NOTICE
+from ichnode.triage.worklist import NotificationState
 
 
 def iso(epoch: float | None) -> str | None:
@@ -135,7 +136,7 @@ BASE_SCHEMA = {
                 "required": ["channel", "state", "attempts"],
                 "properties": {
                     "channel": {"type": "string", "enum": ["mllp", "webhook"]},
-                    "state": {"type": "string", "enum": ["pending", "sent", "failed"]},
+                    "state": {"type": "string", "enum": [s.value for s in NotificationState]},
                     "attempts": {"type": "integer"},
                     "sent_at": {"type": ["string", "null"], "format": "date-time"},
                     "time_to_notification_s": _NULLABLE_NUMBER,
