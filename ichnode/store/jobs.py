@@ -70,6 +70,16 @@ CREATE TABLE IF NOT EXISTS purges (
 """
 
 
+def _add_analysis_starts(db: sqlite3.Connection) -> None:
+    """1: jobs.analysis_starts (a job that took the node down twice is parked)."""
+    if "analysis_starts" not in {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}:
+        db.execute("ALTER TABLE jobs ADD COLUMN analysis_starts INTEGER NOT NULL DEFAULT 0")
+
+
+# Changes to the tables above, in order (store/db.py): append, never edit or remove one.
+MIGRATIONS = (_add_analysis_starts,)
+
+
 def series_key(study_uid: str, series_uid: str) -> str:
     # The study is part of the key: a stray instance of another study never joins a volume,
     # even if a broken modality reused the series UID.
@@ -113,11 +123,8 @@ class JobStore:
     SYNCHRONOUS = "FULL"  # job and send state; instance records commit with NORMAL (module doc)
 
     def __init__(self, path: Path):
-        self._db, self._lock = open_shared(path, _SCHEMA, synchronous=self.SYNCHRONOUS)
-        with self._lock:  # job stores made before analysis_starts existed
-            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
-            if "analysis_starts" not in columns:
-                self._db.execute("ALTER TABLE jobs ADD COLUMN analysis_starts INTEGER NOT NULL DEFAULT 0")
+        self._db, self._lock = open_shared(path, _SCHEMA, synchronous=self.SYNCHRONOUS,
+                                           owner="jobs", migrations=MIGRATIONS)
 
     def close(self) -> None:
         with self._lock:

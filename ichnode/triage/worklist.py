@@ -62,7 +62,7 @@ WHERE j.state != '{JobState.SUPERSEDED.value}'
 
 class WorklistStore:
     def __init__(self, path: Path):
-        self._db, self._lock = open_shared(path, _SCHEMA)
+        self._db, self._lock = open_shared(path, _SCHEMA, owner="worklist")
 
     def forget_patient(self, series_uid: str) -> int:
         """Retention reached this series: drop the patient's name and ID from its rows (the study

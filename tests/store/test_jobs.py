@@ -1,6 +1,6 @@
 import pytest
 
-from ichnode.errors import IllegalTransition
+from ichnode.errors import ConfigError, IllegalTransition
 from ichnode.store.jobs import JobState, JobStore, series_key
 
 
@@ -99,3 +99,38 @@ def test_sent_state_per_destination_and_rerun(store):
     store.requeue(job_id)  # a delivered job is sent again in full
     assert store.sent_uids(job_id, "pacs") == set()
     assert store.job(job_id).state is JobState.QUEUED
+
+
+def test_a_job_store_from_before_schema_versions_is_migrated(tmp_path):
+    import sqlite3
+
+    from ichnode.store.jobs import MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)  # the jobs table as it was before analysis_starts
+    old.executescript("""
+        CREATE TABLE series (key TEXT PRIMARY KEY, study_uid TEXT NOT NULL, series_uid TEXT NOT NULL,
+            modality TEXT, description TEXT, expected_count INTEGER,
+            instance_count INTEGER NOT NULL DEFAULT 0, generation INTEGER NOT NULL DEFAULT 1,
+            open INTEGER NOT NULL DEFAULT 1, first_received REAL NOT NULL, last_received REAL NOT NULL);
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, series_key TEXT NOT NULL,
+            generation INTEGER NOT NULL, state TEXT NOT NULL, outcome TEXT, reason TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL, error TEXT,
+            results TEXT NOT NULL DEFAULT '[]', timings TEXT NOT NULL DEFAULT '{}',
+            created REAL NOT NULL, updated REAL NOT NULL);
+        INSERT INTO series VALUES ('1.2/1.2.3', '1.2', '1.2.3', 'CT', NULL, NULL, 1, 1, 0, 0, 0);
+        INSERT INTO jobs (series_key, generation, state, created, updated)
+            VALUES ('1.2/1.2.3', 1, 'analysing', 0, 0);
+    """)
+    old.close()
+    store = JobStore(path)
+    (job,) = store.jobs()
+    assert job.analysis_starts == 0 and store.recover() == [job.id]
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_versions WHERE owner='jobs'").fetchone() == (len(MIGRATIONS),)
+    db.execute("UPDATE schema_versions SET version=99 WHERE owner='jobs'")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match=r"schema version 99, newer than this ichnode knows"):
+        JobStore(path)
