@@ -2,14 +2,16 @@
 
 Steps, all on HU:
 1. The intracranial cavity, slice by slice: close the skull's small openings, fill the inside
-   (the skull's convex hull where the ring stays open), keep its major 3D soft-tissue components
-   (the brain; orbits, neck and scalp fall away).
+   (the skull's convex hull where the ring stays open; a slice whose outline failed takes its
+   neighbours'), keep its major 3D soft-tissue components, by share or by size (the brain with its
+   posterior fossa; orbits, neck and scalp fall away).
    This runs at about 1 mm in-plane resolution because it only has to be right to a millimetre.
 2. Hyperdense voxels (fresh blood, 50-90 HU after noise-adapted smoothing that leaves out voxels
    above 120 HU) inside the cavity, away from the partial-volume rim along bone (and from bone on
    the next thick slice) and from the midline band (falx, sagittal and straight sinuses).
 3. Components smaller than a minimum volume, or whose median density is that of unclotted sinus
-   blood (under 55 HU, 53 on thick slices), are dropped: what is left are the lesions' seeds.
+   blood (under 55 HU, 53 on thick slices), are dropped; on thin slices only each component's
+   dense core (1 mm local mean at clot density) is kept: what is left are the lesions' seeds.
 4. Collections grow into the bone rim (voxels mixing blood and bone), then each lesion's edge
    moves, over a few rings and to the slices above and below, to half-way between its density
    and its surroundings'.
