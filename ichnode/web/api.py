@@ -1,4 +1,5 @@
-"""The JSON API of the worklist: items as JSON and the OpenAPI document.
+"""The JSON API of the worklist: items as JSON and the OpenAPI document (the handlers, whose
+docstrings are its paths, are in api_handlers.py).
 
 Authentication (access.py): the page's session cookie, or HTTP Basic with a `web.users` account
 (for scripts), both under the login throttle (throttle.py). A POST authenticated by cookie must say
