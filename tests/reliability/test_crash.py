@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import pydicom
 
@@ -52,17 +53,24 @@ def _check_acknowledged(db, acked: set[str], source_by_path: dict) -> None:
         path = recorded.get(str(source.SOPInstanceUID))
         assert path is not None, f"acknowledged {name} is not in the job store"
         assert not path.endswith(".partial")
-        stored = pydicom.dcmread(io.BytesIO(_instance_bytes(path)))
+        stored = pydicom.dcmread(io.BytesIO(_instance_bytes(path, str(source.SOPInstanceUID))))
         assert stored.SOPInstanceUID == source.SOPInstanceUID
         assert stored.PixelData == source.PixelData, f"{name}: stored pixels differ from what was sent"
 
 
-def _instance_bytes(path: str) -> bytes:
+def _instance_bytes(path: str, sop_uid: str) -> bytes:
     """A spool file's instance: all of it, or, for a slot the kill left uncut, what its trailer
-    declares (the next start cuts it there)."""
-    with open(path, "rb") as fh:
-        length = read_trailer(fh.fileno(), os.fstat(fh.fileno()).st_size, verify=True)
-        return fh.read() if length is None else fh.read(length)
+    declares (the next start cuts it there). A slot the kill caught between its flush (the
+    acknowledgement) and its rename is still in the slot folder; the next start places it."""
+    candidates = [Path(path)] if Path(path).exists() else sorted(
+        (Path(path).parents[2] / ".slots").glob("*.slot"))
+    for candidate in candidates:
+        with open(candidate, "rb") as fh:
+            length = read_trailer(fh.fileno(), os.fstat(fh.fileno()).st_size, verify=True)
+            data = fh.read() if length is None else fh.read(length)
+        if candidate == Path(path) or (length and sop_uid.encode() in data[:4096]):
+            return data
+    raise AssertionError(f"acknowledged instance {sop_uid} is neither at {path} nor in a filled slot")
 
 
 def test_kill_9_during_store_and_analysis_loses_nothing(tmp_path, processes):
