@@ -235,11 +235,14 @@ def fit(
     device: torch.device | None = None,
     log: Log | None = _print,
     tag: str = "",
+    config_overrides: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``spec`` on ``train`` for ``epochs`` epochs (checkpointing into ``checkpoint_dir``).
 
     With ``val`` given, the validation metrics are computed and logged after each epoch (they are never
-    used to choose an epoch: the model returned is the one after the last epoch).
+    used to choose an epoch: the model returned is the one after the last epoch). ``config_overrides``
+    change the registry configuration (e.g. a wider network than the small one); they enter the checkpoint
+    meta through the configuration, so a checkpoint of another configuration is refused.
     """
     spec = get(spec) if isinstance(spec, str) else spec
     recipe = recipe_for(spec)
@@ -250,7 +253,7 @@ def fit(
     if len(train) == 0:
         raise ValueError("empty training set")
 
-    overrides = model_overrides(spec, train.image_size)
+    overrides = {**(config_overrides or {}), **model_overrides(spec, train.image_size)}
     config = spec.config(small, **overrides)
     torch.manual_seed(seed)
     random.seed(seed)
