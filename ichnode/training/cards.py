@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ichnode.models.registry import SLICE_SEGMENTATION, ModelSpec
-from ichnode.training.classify import recipe_for, untrained_head_flags
+from ichnode.training.recipes import recipe_for, untrained_head_flags
 from ichnode.training.metrics import CLASSIFICATION_KEYS
 
 _NAMES = {"accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity",

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from ichnode.models.registry import get
-from ichnode.training.classify import RECIPES, Log, _print, default_device, fit, model_overrides, predict
+from ichnode.training.classify import Log, _print, default_device, fit, model_overrides, predict
+from ichnode.training.recipes import RECIPES
 from ichnode.training.metrics import CLASSIFICATION_KEYS, classification_metrics, roc_curve, summarize
 from ichnode.training.plots import roc_png
 from ichnode.training.png_dataset import load_png_set

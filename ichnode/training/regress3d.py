@@ -37,7 +37,8 @@ from ichnode.models.registry import get
 from ichnode.models.resnet3d_multitask import cbrt_mm_to_ml, ml_to_cbrt_mm
 from ichnode.training.classify import (CHECKPOINT, Log, _jsonable, _print, _rng_state, _save_atomic,
                                        default_device, input_description, resume_state, run_fields,
-                                       save_weights, untrained_head_flags, write_sidecar)
+                                       save_weights, write_sidecar)
+from ichnode.training.recipes import untrained_head_flags
 from ichnode.training.synthetic import VolumeSet, build_volume_set, sample_specs
 
 

@@ -10,6 +10,7 @@ import torch
 from ichnode.training import classify as C
 from ichnode.training import crossvalidate, stratified_folds, train_classifier
 from ichnode.training.png_dataset import load_png_set
+from ichnode.training.recipes import RECIPES
 
 
 @pytest.mark.parametrize("name", ["resnet50_cls", "vgg_wso", "dtvit"])
@@ -51,7 +52,7 @@ def test_masked_location_loss_is_zero_without_labels() -> None:
 
 def test_vgg_loss_uses_only_the_any_logit() -> None:
     logits = torch.zeros(2, 6, requires_grad=True)
-    loss = C.compute_loss(C.RECIPES["vgg_wso"], {"logits": logits}, torch.tensor([1, 0]))
+    loss = C.compute_loss(RECIPES["vgg_wso"], {"logits": logits}, torch.tensor([1, 0]))
     loss.backward()
     assert logits.grad[:, 0].abs().sum() > 0 and not logits.grad[:, 1:].any()
 
