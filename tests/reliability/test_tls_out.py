@@ -6,14 +6,11 @@ mark nothing sent."""
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import subprocess
-import threading
 import time
 from pathlib import Path
 
-import hl7
 import pydicom
 import pytest
 import yaml
@@ -27,10 +24,10 @@ from ichnode.synth import SynthSpec, write_series
 from ichnode.triage.notify import Notifier
 from tests.helpers import free_port, port_open, wait_until
 from tests.reliability.peers import start_node, storescu
+from tests.triage.mllp import MllpListener
 from tests.triage.stores import Stores
 
 STORESCP = "/usr/bin/storescp"  # DCMTK's, not the venv's pynetdicom storescp
-SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -161,63 +158,13 @@ def test_peer_certificate_from_another_ca_is_refused_retried_and_nothing_marked_
     assert "Association Received" not in scp.log()  # no DICOM ever crossed
 
 
-class TlsMllpListener:
-    """MLLP over TLS: requires a client certificate signed by ca.pem, answers AA to each message,
-    keeps the messages and the TLS version and client certificate subject of each connection."""
-
-    def __init__(self, pki: Path, server: str = "server"):
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(pki / f"{server}.pem", pki / f"{server}.key")
-        self.context.load_verify_locations(pki / "ca.pem")
-        self.context.verify_mode = ssl.CERT_REQUIRED
-        self.messages: list[hl7.Message] = []
-        self.sessions: list[tuple[str, str]] = []
-        self.handshake_errors: list[str] = []
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(8)
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._sock.getsockname()[1]
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
-
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                raw, _ = self._sock.accept()
-            except socket.timeout:
-                continue
-            raw.settimeout(5)
-            try:
-                conn = self.context.wrap_socket(raw, server_side=True)
-            except (ssl.SSLError, OSError) as exc:
-                self.handshake_errors.append(str(exc))
-                raw.close()
-                continue
-            with conn:
-                buffer = b""
-                while EB not in buffer and (chunk := conn.recv(65536)):
-                    buffer += chunk
-                if EB not in buffer:
-                    continue
-                message = hl7.parse(buffer[buffer.index(SB) + 1:buffer.index(EB)].decode("utf-8"))
-                subject = dict(x[0] for x in conn.getpeercert()["subject"])
-                self.sessions.append((conn.version(), subject["commonName"]))
-                self.messages.append(message)
-                ack = message.create_ack(ack_code="AA", application="TESTRIS", facility="TEST")
-                conn.sendall(SB + str(ack).encode("utf-8") + EB + CR)
+def TlsMllpListener(pki: Path, server: str = "server") -> MllpListener:
+    """MLLP over TLS: requires a client certificate signed by ca.pem, answers AA to each message."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki / f"{server}.pem", pki / f"{server}.key")
+    context.load_verify_locations(pki / "ca.pem")
+    context.verify_mode = ssl.CERT_REQUIRED
+    return MllpListener(tls=context)
 
 
 @pytest.fixture

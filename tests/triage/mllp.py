@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 
 import hl7
@@ -10,12 +11,18 @@ SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 
 
 class MllpListener:
-    """Answers ACK codes from `codes` in turn (the last one repeats); keeps what it received."""
+    """Answers ACK codes from `codes` in turn (the last one repeats); keeps what it received.
+    With `tls` (a server context) each connection is TLS first: a failed handshake is kept in
+    handshake_errors, and each session's (TLS version, client certificate common name) in
+    sessions."""
 
-    def __init__(self, port: int = 0, codes: tuple[str, ...] = ("AA",)):
-        self.codes = list(codes)
+    def __init__(self, port: int = 0, codes: tuple[str, ...] = ("AA",),
+                 tls: ssl.SSLContext | None = None):
+        self.codes, self.tls = list(codes), tls
         self.messages: list[hl7.Message] = []
         self.acks: list[str] = []
+        self.sessions: list[tuple[str, str]] = []
+        self.handshake_errors: list[str] = []
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", port))
@@ -43,8 +50,17 @@ class MllpListener:
                 conn, _ = self._sock.accept()
             except socket.timeout:
                 continue
+            conn.settimeout(5)
+            if self.tls is not None:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError) as exc:
+                    self.handshake_errors.append(str(exc))
+                    conn.close()
+                    continue
+                subject = dict(x[0] for x in conn.getpeercert()["subject"])
+                self.sessions.append((conn.version(), subject["commonName"]))
             with conn:
-                conn.settimeout(5)
                 buffer = b""
                 while EB not in buffer:
                     chunk = conn.recv(65536)
