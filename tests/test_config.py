@@ -28,6 +28,10 @@ def test_embedded_default_is_the_shipped_file():
     ("eligibility: {reject_contrast: maybe}", "eligibility.reject_contrast", "maybe"),
     ("spool: {prepared_slots: -1}", "spool.prepared_slots", "-1"),
     ("spool: {slot_kb: 0}", "spool.slot_kb", "0"),
+    ("web: {secure_cookie: sometimes}", "web.secure_cookie", "'sometimes'"),
+    ("web: {secure_cookie: true}", "web.secure_cookie", "True"),
+    ("web: {login_max_failures_per_address: 0}", "web.login_max_failures_per_address", "0"),
+    ("web: {session_max_age_s: 0}", "web.session_max_age_s", "0"),
 ])
 def test_errors_name_file_key_and_value(tmp_path, text, key, value):
     path = tmp_path / "bad.yaml"

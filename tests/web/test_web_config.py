@@ -24,18 +24,11 @@ def test_new_keys_load(tmp_path):
         "always", 50, TOKEN)
 
 
-@pytest.mark.parametrize("text, key, value", [
-    ("web: {secure_cookie: sometimes}", "web.secure_cookie", "'sometimes'"),
-    ("web: {secure_cookie: true}", "web.secure_cookie", "True"),
-    ("web: {login_max_failures_per_address: 0}", "web.login_max_failures_per_address", "0"),
-    ("web: {session_max_age_s: 0}", "web.session_max_age_s", "0"),
-    ("web: {metrics_token: short-secret}", "web.metrics_token", "<hidden>"),
-])
-def test_errors_name_file_key_and_value(tmp_path, text, key, value):
+def test_a_bad_metrics_token_is_named_but_not_shown(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(text)
+    path.write_text("web: {metrics_token: short-secret}")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     message = str(info.value)
-    assert str(path) in message and key in message and value in message
+    assert str(path) in message and "web.metrics_token" in message and "<hidden>" in message
     assert "short-secret" not in message
