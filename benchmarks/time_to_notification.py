@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,8 +69,8 @@ def main() -> int:
                     files = sorted(str(p) for p in folder.glob("*.dcm"))
                     subprocess.run([storescu, "-aet", "CT", "-aec", "ICHNODE", "127.0.0.1",
                                     str(node.port), *files], check=True, capture_output=True)
-                    note = wait_until(lambda: [n for n in node.triage.worklist.notifications()
-                                               if n["state"] == "sent"][run:], 600,
+                    note = wait_until(lambda: [n for n in node.outbox.notifications()
+                                               if n.state == "sent"][run:], 600,
                                       what="the notification")[0]
                     job = node.store.job(note["job_id"])
                     series = node.store.series(job.series_key)
@@ -81,9 +80,9 @@ def main() -> int:
                         "complete": t["completed_at"] - t["last_received_at"],
                         "assemble": t.get("assemble_s", 0.0), "infer": t.get("infer_s", 0.0),
                         "write": t.get("write_s", 0.0), "send": t.get("send_s", 0.0),
-                        "notify": note["sent_at"] - note["created"],
+                        "notify": note.sent_at - note.created,
                     }
-                    rows.append((len(files), stage, note["time_to_notification_s"]))
+                    rows.append((len(files), stage, note.time_to_delivery_s))
                     print(f"run {run + 1}: {len(files)} slices {args.matrix}x{args.matrix}, "
                           + ", ".join(f"{k} {v:.2f} s" for k, v in stage.items())
                           + f" | time to notification {note['time_to_notification_s']:.2f} s",

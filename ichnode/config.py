@@ -6,6 +6,7 @@ are created here; the node does that when it starts).
 from __future__ import annotations
 
 import dataclasses
+import os
 import ipaddress
 import re
 import ssl
@@ -277,6 +278,21 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Cluster mode (`ichnode serve --role receiver|worker`, ichnode/cluster/). A URL left out here
+    is read from the environment (ICHNODE_BROKER_URL, ICHNODE_DATABASE_URL): credentials can stay
+    out of the file (a Kubernetes Secret)."""
+    broker_url: str | None = None  # RabbitMQ: amqp://user:password@host:5672/vhost
+    database_url: str | None = None  # PostgreSQL: postgresql://user:password@host:5432/database
+    # A job queued this long without a worker taking it is published again (its message may have
+    # been lost with a receiver between commit and publish; a duplicate is dropped).
+    requeue_after_s: float = 120.0
+
+
+CLUSTER_ENV = {"broker_url": "ICHNODE_BROKER_URL", "database_url": "ICHNODE_DATABASE_URL"}
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("./var")
     node: NodeConfig = field(default_factory=NodeConfig)
@@ -292,6 +308,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log_format: str = "auto"  # auto | json | console
 
     @property
@@ -305,6 +322,11 @@ class Config:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ichnode.sqlite"
+
+    @property
+    def database(self) -> Path | str:
+        """Where the job store, outbox and worklist live: PostgreSQL in cluster mode, else SQLite."""
+        return self.cluster.database_url or self.db_path
 
 
 def default_config_text() -> str:
@@ -347,8 +369,17 @@ def load_config(path: Path | str | None = None, overrides: dict | None = None) -
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     config = _build(Config, raw, source, "")
+    from_env = {key: os.environ[env] for key, env in CLUSTER_ENV.items()
+                if getattr(config.cluster, key) is None and os.environ.get(env)}
+    if from_env:
+        config = dataclasses.replace(config, cluster=dataclasses.replace(config.cluster, **from_env))
     _check(config, source)
     return config
+
+
+def redact(url: str | None) -> str | None:
+    """A URL as it may be shown: without its password."""
+    return None if url is None else re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def _set_dotted(raw: dict, dotted: str, value) -> None:
@@ -540,9 +571,31 @@ def _check(config: Config, source: str) -> None:
     _check_web(config, bad)
     _check_notify(config, bad)
     _check_reliability(config, bad)
+    _check_cluster(config, bad)
 
 
 BLAST_CT_MEMBERS = 12
+
+
+def _check_cluster(config: Config, bad) -> None:
+    cluster = config.cluster
+    if cluster.broker_url is not None and not cluster.broker_url.startswith(("amqp://", "amqps://")):
+        raise bad("cluster.broker_url", redact(cluster.broker_url), "must be an amqp:// or amqps:// URL")
+    if cluster.database_url is not None and not cluster.database_url.startswith(("postgresql://", "postgres://")):
+        raise bad("cluster.database_url", redact(cluster.database_url), "must be a postgresql:// URL")
+    if cluster.requeue_after_s <= 0:
+        raise bad("cluster.requeue_after_s", cluster.requeue_after_s, "must be positive")
+    if (cluster.broker_url or cluster.database_url) and config.spool.prepared_slots:
+        raise bad("spool.prepared_slots", config.spool.prepared_slots,
+                  "must be 0 in cluster mode: workers on other hosts read a file by its final name, "
+                  "which a prepared slot gets only after the success status")
+
+
+def require_cluster(config: Config, role: str) -> None:
+    """`serve --role receiver|worker` needs both URLs."""
+    for key, env in CLUSTER_ENV.items():
+        if getattr(config.cluster, key) is None:
+            raise ConfigError(f"cluster.{key}: needed for --role {role} (or the environment variable {env})")
 
 
 def _check_blast_ct(cfg: BlastCtConfig, bad) -> None:

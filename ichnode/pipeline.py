@@ -1,4 +1,4 @@
-"""One job: assemble -> eligibility -> infer -> quantify -> write -> send.
+"""One job: assemble -> eligibility -> infer -> quantify -> write -> owe the results (outbox).
 
 `analyse_series` and `write_results` are shared by the node and by the offline `ichnode process`.
 Broad exception handling happens only here, at the job boundary, where the error is recorded.
@@ -16,21 +16,19 @@ from ichnode.audit import Audit
 from ichnode.assemble.eligibility import check_geometry, check_headers, check_images, check_size
 from ichnode.assemble.series import Headers, load_volume, read_headers, stack_geometry
 from ichnode.config import Config, ResultsConfig
-from ichnode.dicom.sender import describe, send
-from ichnode.dicom.stow import send_stow
+from ichnode.delivery.dispatcher import Outcome
+from ichnode.dicom.sender import describe
 from ichnode.domain import Analysis
-from ichnode.errors import NotEligible, SendError
+from ichnode.errors import IllegalTransition, NotEligible
 from ichnode.infer.engine import InferenceEngine
 from ichnode.log import get_logger
 from ichnode.quantify.volume import quantify
 from ichnode.results import build_results
-from ichnode.retry import backoff_s
 from ichnode.store.jobs import JobState, JobStore
+from ichnode.store.outbox import DeliveryState, Outbox, Purpose
 from ichnode.store.spool import write_atomic
 
 log = get_logger("ichnode.pipeline")
-# One sender per Destination.kind, all with sender.send's contract (SendError, on_sent per SOP).
-SENDERS = {"dimse": send, "stow": send_stow}
 
 
 def analyse_headers(headers: Headers, config: Config, engine: InferenceEngine,
@@ -96,11 +94,11 @@ class NoEvents:
 
 
 class Pipeline:
-    def __init__(self, config: Config, store: JobStore, engine: InferenceEngine, *,
+    def __init__(self, config: Config, store: JobStore, outbox: Outbox, engine: InferenceEngine, *,
                  events: JobEvents | None = None, audit: Audit | None = None,
                  before_read: Callable[[], None] = lambda: None):
         """before_read: called before a series' files are read (the node's Spool.settle)."""
-        self.config, self.store, self.engine = config, store, engine
+        self.config, self.store, self.outbox, self.engine = config, store, outbox, engine
         self.events = events or NoEvents()
         self.audit = audit or Audit.disabled()
         self.before_read = before_read
@@ -159,11 +157,11 @@ class Pipeline:
                           instances=len(headers.datasets), unreadable=len(headers.unreadable),
                           results=[p.name for p in results])
 
-    def send_job(self, job_id: int) -> None:
-        """SENDING -> DONE, or RETRY_WAIT with backoff, or FAILED after the last attempt."""
+    def queue_delivery(self, job_id: int) -> None:
+        """A SENDING job's result objects, owed to every destination (idempotent: what a
+        destination acknowledged stays sent); a job that owes nothing is settled at once."""
         job = self.store.job(job_id)
-        if job.state is JobState.RETRY_WAIT:
-            job = self.store.transition(job_id, JobState.SENDING)
+        series = self.store.series(job.series_key)
         try:
             items = [describe(Path(p)) for p in job.results]
         except (OSError, AttributeError, ValueError) as exc:
@@ -171,44 +169,50 @@ class Pipeline:
                                   error=f"result files unreadable, rerun to rebuild: {exc}")
             log.error("job_results_unreadable", job=job_id, error=str(exc))
             return
-        start = time.perf_counter()
-        errors = []
+        pairs = [(i.sop_uid, str(i.path)) for i in items]
         for dest in self.config.destinations:
-            done = self.store.sent_uids(job_id, dest.name)
-            todo = [i for i in items if i.sop_uid not in done]
-            try:
-                SENDERS[dest.kind](todo, dest, calling_aet=self.config.node.ae_title,
-                                   timeout_s=self.config.sender.timeout_s,
-                                   on_sent=lambda uid, d=dest.name: self.store.mark_sent(job_id, d, uid))
-            except SendError as exc:
-                errors.append(str(exc))
-                self.audit.record("send_failed", job=job_id, destination=dest.name,
-                                  instances=len(todo), error=str(exc))
+            self.outbox.queue_results(job_id, dest.name, dest.kind, pairs,
+                                      arrived=series.first_received if series else None)
+        self.settle(job_id)
+
+    def on_delivery(self, outcome: Outcome) -> None:
+        """The dispatcher's report on a group of this job's result objects."""
+        if outcome.sent:
+            self.audit.record("sent", job=outcome.job_id, destination=outcome.destination,
+                              instances=len(outcome.sent), sop_uids=[r.item for r in outcome.sent])
+        if outcome.failed:
+            self.audit.record("send_failed", job=outcome.job_id, destination=outcome.destination,
+                              instances=len(outcome.failed), error=str(outcome.error))
+        self.settle(outcome.job_id)
+
+    def settle(self, job_id: int) -> None:
+        """SENDING -> DONE once every destination acknowledged every object, or FAILED once the
+        rest are dead letters (ichnode.store.outbox); while rows are pending, nothing changes."""
+        states = self.outbox.states(job_id, Purpose.RESULT)
+        job = self.store.job(job_id)
+        if states.get(DeliveryState.PENDING) or job is None or job.state is not JobState.SENDING:
+            return
+        now = time.time()
+        timings = dict(job.timings, send_s=now - job.updated, sent_at=now)
+        failed = [d for d in self.outbox.deliveries(job_id, Purpose.RESULT)
+                  if d.state is DeliveryState.FAILED]
+        try:
+            if not failed:
+                self.store.transition(job_id, JobState.DONE, error=None, timings=timings)
             else:
-                if todo:
-                    self.audit.record("sent", job=job_id, destination=dest.name,
-                                      instances=len(todo), sop_uids=[i.sop_uid for i in todo])
-        timings = dict(job.timings, send_s=time.perf_counter() - start, sent_at=time.time())
-        attempts = job.attempts + 1
-        if not errors:
-            self.store.transition(job_id, JobState.DONE, attempts=attempts, error=None, timings=timings)
+                error = f"sending failed after {failed[0].attempts} attempts: {failed[0].error}"
+                self.store.transition(job_id, JobState.FAILED, error=error, timings=timings)
+        except IllegalTransition:  # superseded (or settled by another thread) meanwhile
+            return
+        if not failed:
             log.info("job_done", job=job_id, destinations=len(self.config.destinations))
             self._tell(self.events.on_done, job_id)
-        elif attempts >= self.config.sender.max_attempts:
-            self.store.transition(job_id, JobState.FAILED, attempts=attempts,
-                                  error=f"sending failed after {attempts} attempts: {errors[0]}")
-            log.error("job_send_failed", job=job_id, attempts=attempts, error=errors[0])
-            self.audit.record("job_failed", job=job_id, attempts=attempts, error=errors[0])
-            self._tell(self.events.on_failed, job_id, "send", "send failed")
         else:
-            delay = backoff_s(attempts, self.config.sender.backoff_initial_s,
-                              self.config.sender.backoff_max_s)
-            self.store.transition(job_id, JobState.RETRY_WAIT, attempts=attempts,
-                                  next_attempt=time.time() + delay, error=errors[0])
-            log.warning("job_send_retry", job=job_id, attempt=attempts, delay_s=round(delay, 1),
-                        error=errors[0])
+            log.error("job_send_failed", job=job_id, error=failed[0].error)
+            self.audit.record("job_failed", job=job_id, attempts=failed[0].attempts, error=failed[0].error)
+            self._tell(self.events.on_failed, job_id, "send", "send failed")
 
     def run_job(self, job_id: int) -> None:
         self.analyse_job(job_id)
         if self.store.job(job_id).state is JobState.SENDING:
-            self.send_job(job_id)
+            self.queue_delivery(job_id)

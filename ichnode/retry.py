@@ -2,9 +2,23 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 
 def backoff_s(attempt: int, initial: float, maximum: float, rng=random) -> float:
     """Delay before retry `attempt` (1-based): exponential up to `maximum`, with jitter so that
     many nodes retrying one destination do not retry in step."""
     return rng.uniform(0.5, 1.0) * min(maximum, initial * 2 ** max(0, attempt - 1))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    backoff_initial_s: float
+    backoff_max_s: float
+
+    def next_attempt(self, attempts: int, now: float, retry: bool = True) -> float | None:
+        """When to try again after `attempts` failed tries; None: give up (the dead-letter rule)."""
+        if not retry or attempts >= self.max_attempts:
+            return None
+        return now + backoff_s(attempts, self.backoff_initial_s, self.backoff_max_s)

@@ -32,6 +32,9 @@ def test_embedded_default_is_the_shipped_file():
     ("web: {secure_cookie: true}", "web.secure_cookie", "True"),
     ("web: {login_max_failures_per_address: 0}", "web.login_max_failures_per_address", "0"),
     ("web: {session_max_age_s: 0}", "web.session_max_age_s", "0"),
+    ("cluster: {broker_url: 'redis://h:6379'}", "cluster.broker_url", "redis://h:6379"),
+    ("cluster: {database_url: 'mysql://u:pw@h/db'}", "cluster.database_url", "mysql://u:***@h/db"),
+    ("{cluster: {database_url: 'postgresql://h/db'}, spool: {prepared_slots: 2}}", "spool.prepared_slots", "2"),
 ])
 def test_errors_name_file_key_and_value(tmp_path, text, key, value):
     path = tmp_path / "bad.yaml"
@@ -64,3 +67,21 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
     path.write_text("spool:\n  slot_kb: 640\nretention: {interval_s: 60}\nspool:\n  slot_kb: 128\n")
     with pytest.raises(ConfigError, match=r"(?s)key .spool. is given twice.*line 4"):
         load_config(path)
+
+
+def test_cluster_urls_come_from_the_environment_and_passwords_stay_out_of_errors(tmp_path, monkeypatch):
+    from ichnode.config import require_cluster
+
+    path = tmp_path / "cluster.yaml"
+    path.write_text("spool: {prepared_slots: 0}\ncluster: {database_url: 'mysql://ichnode:s3cret@db/x'}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "s3cret" not in str(info.value)
+    path.write_text("spool: {prepared_slots: 0}\n")
+    with pytest.raises(ConfigError, match="cluster.broker_url: needed for --role worker"):
+        require_cluster(load_config(path), "worker")
+    monkeypatch.setenv("ICHNODE_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    monkeypatch.setenv("ICHNODE_DATABASE_URL", "postgresql://ichnode@127.0.0.1/ichnode")
+    config = load_config(path)
+    require_cluster(config, "receiver")
+    assert config.database == "postgresql://ichnode@127.0.0.1/ichnode"

@@ -1,6 +1,10 @@
-"""SQLite job store: instances, series and jobs. The only place where job state changes.
+"""The job store: instances, series and jobs. The only place where job state changes.
 
-One connection shared by the node's threads behind a lock, in WAL mode. Job and send state commit
+SQLite for the single node, PostgreSQL in cluster mode (store/db.py: the same SQL). Where two
+processes may race (receivers completing one series, workers taking one job), a row lock
+(`FOR UPDATE`) or a conditional update decides, so each thing happens once.
+
+On SQLite: one connection shared by the node's threads behind a lock, in WAL mode. Job and send state commit
 with synchronous=FULL (flushed before the node acts on them). Instance records commit without a
 flush (synchronous=NORMAL): the durable proof that an instance arrived is its spool file, flushed
 before the C-STORE success status; a record lost to a power cut is re-read from that file when the
@@ -10,21 +14,19 @@ from __future__ import annotations
 
 import enum
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ichnode.errors import DuplicateInstance, IllegalTransition
-from ichnode.store.db import open_shared
+from ichnode.store.db import Database, open_shared
 
 
 class JobState(str, enum.Enum):
     QUEUED = "queued"
     ANALYSING = "analysing"
-    SENDING = "sending"
-    RETRY_WAIT = "retry_wait"
+    SENDING = "sending"  # its result objects are owed in the outbox (ichnode.store.outbox)
     DONE = "done"
     FAILED = "failed"
     SUPERSEDED = "superseded"
@@ -33,16 +35,17 @@ class JobState(str, enum.Enum):
 _ALLOWED = {
     JobState.QUEUED: {JobState.ANALYSING, JobState.SUPERSEDED},
     JobState.ANALYSING: {JobState.SENDING, JobState.FAILED, JobState.QUEUED, JobState.SUPERSEDED},
-    JobState.SENDING: {JobState.DONE, JobState.RETRY_WAIT, JobState.FAILED, JobState.SUPERSEDED},
-    JobState.RETRY_WAIT: {JobState.SENDING, JobState.FAILED, JobState.SUPERSEDED},
+    JobState.SENDING: {JobState.DONE, JobState.FAILED, JobState.SUPERSEDED},
     JobState.DONE: {JobState.QUEUED},
     JobState.FAILED: {JobState.QUEUED},
     JobState.SUPERSEDED: set(),
 }
-UNFINISHED = (JobState.QUEUED, JobState.ANALYSING, JobState.SENDING, JobState.RETRY_WAIT)
+UNFINISHED = (JobState.QUEUED, JobState.ANALYSING, JobState.SENDING)
 # A job found ANALYSING at start-up took the node down (a crash, the OOM killer) this many times:
 # it is parked as failed instead of taking the node down again at every start.
 MAX_ANALYSIS_STARTS = 2
+_PARKED = (f"the analysis stopped its analyser {MAX_ANALYSIS_STARTS} times (crash or out of memory): "
+           "parked; `ichnode rerun` tries again")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -56,28 +59,34 @@ CREATE TABLE IF NOT EXISTS instances (
 CREATE INDEX IF NOT EXISTS instances_by_series ON instances(series_key);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, series_key TEXT NOT NULL REFERENCES series(key),
-    generation INTEGER NOT NULL, state TEXT NOT NULL, outcome TEXT, reason TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL, error TEXT,
+    generation INTEGER NOT NULL, state TEXT NOT NULL, outcome TEXT, reason TEXT, error TEXT,
     results TEXT NOT NULL DEFAULT '[]', timings TEXT NOT NULL DEFAULT '{}',
     created REAL NOT NULL, updated REAL NOT NULL, analysis_starts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
-CREATE TABLE IF NOT EXISTS sent (
-    job_id INTEGER NOT NULL, destination TEXT NOT NULL, sop_uid TEXT NOT NULL, sent REAL NOT NULL,
-    PRIMARY KEY (job_id, destination, sop_uid));
 CREATE TABLE IF NOT EXISTS purges (
     series_key TEXT NOT NULL, study_uid TEXT NOT NULL, series_uid TEXT NOT NULL, job_id INTEGER,
     files INTEGER NOT NULL, bytes INTEGER NOT NULL, purged REAL NOT NULL);
 """
 
 
-def _add_analysis_starts(db: sqlite3.Connection) -> None:
+def _add_analysis_starts(db: Database) -> None:
     """1: jobs.analysis_starts (a job that took the node down twice is parked)."""
-    if "analysis_starts" not in {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}:
+    if "analysis_starts" not in db.columns("jobs"):
         db.execute("ALTER TABLE jobs ADD COLUMN analysis_starts INTEGER NOT NULL DEFAULT 0")
 
 
+def _retries_move_to_the_outbox(db: Database) -> None:
+    """2: attempts and retry times belong to each outbox row (ichnode.store.outbox); a job that
+    was waiting to retry is SENDING, and the outbox owes its objects."""
+    db.execute("UPDATE jobs SET state='sending' WHERE state='retry_wait'")
+    columns = db.columns("jobs")
+    for column in ("attempts", "next_attempt"):
+        if column in columns:
+            db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+
+
 # Changes to the tables above, in order (store/db.py): append, never edit or remove one.
-MIGRATIONS = (_add_analysis_starts,)
+MIGRATIONS = (_add_analysis_starts, _retries_move_to_the_outbox)
 
 
 def series_key(study_uid: str, series_uid: str) -> str:
@@ -109,8 +118,6 @@ class JobRow:
     state: JobState
     outcome: str | None
     reason: str | None
-    attempts: int
-    next_attempt: float | None
     error: str | None
     results: list[str]
     timings: dict
@@ -122,8 +129,9 @@ class JobRow:
 class JobStore:
     SYNCHRONOUS = "FULL"  # job and send state; instance records commit with NORMAL (module doc)
 
-    def __init__(self, path: Path):
-        self._db, self._lock = open_shared(path, _SCHEMA, synchronous=self.SYNCHRONOUS,
+    def __init__(self, target: Path | str):
+        """target: a SQLite file, or a postgresql:// URL (cluster mode)."""
+        self._db, self._lock = open_shared(target, _SCHEMA, synchronous=self.SYNCHRONOUS,
                                            owner="jobs", migrations=MIGRATIONS)
 
     def close(self) -> None:
@@ -147,17 +155,20 @@ class JobStore:
             held = db.execute("SELECT series_key FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone()
             if held is not None and held["series_key"] != key:
                 raise DuplicateInstance("SOP Instance UID already received in another series")
-            row = db.execute("SELECT open FROM series WHERE key=?", (key,)).fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO series (key, study_uid, series_uid, modality, description,"
-                    " expected_count, first_received, last_received) VALUES (?,?,?,?,?,?,?,?)",
-                    (key, study_uid, series_uid, modality, description, expected_count, now, now))
-            elif not row["open"]:
-                db.execute("UPDATE series SET open=1, generation=generation+1 WHERE key=?", (key,))
+            created = db.execute(
+                "INSERT INTO series (key, study_uid, series_uid, modality, description,"
+                " expected_count, first_received, last_received) VALUES (?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (key) DO NOTHING RETURNING key",
+                (key, study_uid, series_uid, modality, description, expected_count, now, now)).fetchone()
+            if created is None:  # lock the series: another receiver may be adding to it too
+                row = db.execute("SELECT open FROM series WHERE key=? FOR UPDATE", (key,)).fetchone()
+                if not row["open"]:
+                    db.execute("UPDATE series SET open=1, generation=generation+1 WHERE key=?", (key,))
             db.execute(
-                "INSERT OR REPLACE INTO instances (sop_uid, series_key, path, size, calling_aet,"
-                " received) VALUES (?,?,?,?,?,?)", (sop_uid, key, path, size, calling_aet, now))
+                "INSERT INTO instances (sop_uid, series_key, path, size, calling_aet, received)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT (sop_uid) DO UPDATE SET series_key=excluded.series_key,"
+                " path=excluded.path, size=excluded.size, calling_aet=excluded.calling_aet,"
+                " received=excluded.received", (sop_uid, key, path, size, calling_aet, now))
             count = db.execute(
                 "SELECT COUNT(*) FROM instances WHERE series_key=?", (key,)).fetchone()[0]
             db.execute(
@@ -202,20 +213,22 @@ class JobStore:
                 due.append(row)
         return due
 
-    def close_series(self, key: str, now: float | None = None) -> int:
-        """Mark a series complete and queue a job for it; earlier unfinished jobs are superseded."""
+    def close_series(self, key: str, now: float | None = None) -> int | None:
+        """Mark an open series complete and queue a job for it; earlier unfinished jobs are
+        superseded. None when the series was not open (another receiver completed it first)."""
         now = time.time() if now is None else now
         with self._tx() as db:
-            row = db.execute("SELECT generation FROM series WHERE key=?", (key,)).fetchone()
+            row = db.execute("UPDATE series SET open=0 WHERE key=? AND open=1 RETURNING generation",
+                             (key,)).fetchone()
+            if row is None:
+                return None
             placeholders = ",".join("?" * len(UNFINISHED))
             db.execute(
                 f"UPDATE jobs SET state=?, updated=? WHERE series_key=? AND state IN ({placeholders})",
                 (JobState.SUPERSEDED.value, now, key, *[s.value for s in UNFINISHED]))
-            db.execute("UPDATE series SET open=0 WHERE key=?", (key,))
-            cur = db.execute(
-                "INSERT INTO jobs (series_key, generation, state, created, updated) VALUES (?,?,?,?,?)",
-                (key, row["generation"], JobState.QUEUED.value, now, now))
-            return cur.lastrowid
+            return db.execute(
+                "INSERT INTO jobs (series_key, generation, state, created, updated) VALUES (?,?,?,?,?)"
+                " RETURNING id", (key, row["generation"], JobState.QUEUED.value, now, now)).fetchone()[0]
 
     # --- jobs -----------------------------------------------------------------------------
     def job(self, job_id: int) -> JobRow | None:
@@ -232,23 +245,36 @@ class JobStore:
             rows = self._db.execute(query + " ORDER BY id", args).fetchall()
         return [_job(r) for r in rows]
 
-    def due_retries(self, now: float) -> list[JobRow]:
+    def states(self, job_ids) -> dict[int, JobState]:
+        """The state of each of these jobs (those that exist)."""
+        ids = list(job_ids)
+        with self._lock:
+            rows = self._db.execute(f"SELECT id, state FROM jobs WHERE id IN ({','.join('?' * len(ids))})",
+                                    ids).fetchall() if ids else []
+        return {r["id"]: JobState(r["state"]) for r in rows}
+
+    def queue_depth(self) -> dict[str, int]:
+        """Jobs per unfinished state, and open series as "receiving"."""
+        states = [s.value for s in UNFINISHED]
+        counts = dict.fromkeys(states, 0)
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM jobs WHERE state=? AND next_attempt<=? ORDER BY id",
-                (JobState.RETRY_WAIT.value, now)).fetchall()
-        return [_job(r) for r in rows]
+                f"SELECT state, COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(states))})"
+                " GROUP BY state", states).fetchall()
+            counts["receiving"] = self._db.execute("SELECT COUNT(*) FROM series WHERE open=1").fetchone()[0]
+        counts.update({r[0]: r[1] for r in rows})
+        return counts
 
     def transition(self, job_id: int, new: JobState, **fields) -> JobRow:
         """Change a job's state (and other columns); illegal transitions raise IllegalTransition."""
-        allowed_fields = {"outcome", "reason", "attempts", "next_attempt", "error", "results", "timings"}
+        allowed_fields = {"outcome", "reason", "error", "results", "timings"}
         if set(fields) - allowed_fields:
             raise ValueError(f"unknown job fields {sorted(set(fields) - allowed_fields)}")
         for name in ("results", "timings"):
             if name in fields:
                 fields[name] = json.dumps(fields[name])
         with self._tx() as db:
-            row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            row = db.execute("SELECT state FROM jobs WHERE id=? FOR UPDATE", (job_id,)).fetchone()
             if row is None:
                 raise IllegalTransition(f"job {job_id} does not exist")
             old = JobState(row["state"])
@@ -263,44 +289,48 @@ class JobStore:
 
     def recover(self) -> list[int]:
         """After a crash: analysis restarts (unless it took the node down MAX_ANALYSIS_STARTS
-        times: then the job is parked as failed), sending resumes. Returns the ids to pick up."""
+        times: then the job is parked as failed); SENDING jobs stay so (the outbox resumes them).
+        Returns the ids to analyse."""
         with self._tx() as db:
             db.execute("UPDATE jobs SET state=?, updated=?, error=? WHERE state=? AND analysis_starts>=?",
-                       (JobState.FAILED.value, time.time(),
-                        f"the analysis stopped the node {MAX_ANALYSIS_STARTS} times (crash or out "
-                        "of memory): parked; `ichnode rerun` tries again",
-                        JobState.ANALYSING.value, MAX_ANALYSIS_STARTS))
+                       (JobState.FAILED.value, time.time(), _PARKED, JobState.ANALYSING.value,
+                        MAX_ANALYSIS_STARTS))
             db.execute("UPDATE jobs SET state=? WHERE state=?",
                        (JobState.QUEUED.value, JobState.ANALYSING.value))
-            db.execute("UPDATE jobs SET state=?, next_attempt=? WHERE state=?",
-                       (JobState.RETRY_WAIT.value, time.time(), JobState.SENDING.value))
             rows = db.execute("SELECT id FROM jobs WHERE state=?", (JobState.QUEUED.value,)).fetchall()
         return [r["id"] for r in rows]
 
-    # --- per-destination send state ---------------------------------------------------------
+    def restart_analysis(self, job_id: int) -> JobState:
+        """A job found ANALYSING whose analyser died (cluster: its message came back): QUEUED
+        again, or FAILED (parked) once it took MAX_ANALYSIS_STARTS analysers down. The new state."""
+        with self._tx() as db:
+            row = db.execute("SELECT state, analysis_starts FROM jobs WHERE id=? FOR UPDATE",
+                             (job_id,)).fetchone()
+            if row is None or row["state"] != JobState.ANALYSING.value:
+                return JobState(row["state"]) if row else JobState.FAILED
+            parked = row["analysis_starts"] >= MAX_ANALYSIS_STARTS
+            new = JobState.FAILED if parked else JobState.QUEUED
+            db.execute("UPDATE jobs SET state=?, updated=?, error=? WHERE id=?",
+                       (new.value, time.time(), _PARKED if parked else None, job_id))
+        return new
+
+    def stale_queued(self, before: float, now: float | None = None) -> list[int]:
+        """Jobs QUEUED and untouched since before, marked touched now (one caller gets each): in
+        cluster mode their analysis message may have been lost with a receiver, so it is published
+        again (a duplicate is dropped by the worker)."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            rows = db.execute("UPDATE jobs SET updated=? WHERE state=? AND updated<? RETURNING id",
+                              (now, JobState.QUEUED.value, before)).fetchall()
+        return sorted(r["id"] for r in rows)
+
     def requeue(self, job_id: int) -> JobRow:
-        """`ichnode rerun`: analyse and send again. A job that was delivered is sent again in full;
-        a failed one only sends what its destinations did not acknowledge."""
-        job = self.job(job_id)
-        if job is None:
+        """Analyse again (`ichnode rerun`, status.rerun: which also says what is sent again)."""
+        if self.job(job_id) is None:
             raise IllegalTransition(f"job {job_id} does not exist")
-        if job.state is JobState.DONE:
-            with self._tx() as db:
-                db.execute("DELETE FROM sent WHERE job_id=?", (job_id,))
         with self._tx() as db:
             db.execute("UPDATE jobs SET analysis_starts=0 WHERE id=?", (job_id,))
-        return self.transition(job_id, JobState.QUEUED, attempts=0, error=None, next_attempt=None)
-
-    def mark_sent(self, job_id: int, destination: str, sop_uid: str) -> None:
-        with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO sent VALUES (?,?,?,?)",
-                       (job_id, destination, sop_uid, time.time()))
-
-    def sent_uids(self, job_id: int, destination: str) -> set[str]:
-        with self._lock:
-            rows = self._db.execute("SELECT sop_uid FROM sent WHERE job_id=? AND destination=?",
-                                    (job_id, destination)).fetchall()
-        return {r["sop_uid"] for r in rows}
+        return self.transition(job_id, JobState.QUEUED, error=None)
 
     # --- retention ------------------------------------------------------------------------
     _PURGEABLE = (
@@ -320,6 +350,7 @@ class JobStore:
         caller to delete, or None when the series is no longer purgeable (a late instance came)."""
         now = time.time() if now is None else now
         with self._tx() as db:
+            db.execute("SELECT key FROM series WHERE key=? FOR UPDATE", (key,))  # one purger at a time
             row = db.execute(self._PURGEABLE + " AND s.key = ?",
                              (JobState.DONE.value, before, key)).fetchone()
             if row is None:
@@ -343,13 +374,13 @@ class JobStore:
 
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT under the lock, optionally at another synchronous level (the
-    pragma cannot change inside a transaction, so it is set before and restored after)."""
+    pragma cannot change inside a transaction, so it is set before and restored after; SQLite only)."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, level: str | None,
+    def __init__(self, db: Database, lock: threading.RLock, level: str | None,
                  usual: str):
         self._db, self._lock, self._level, self._usual = db, lock, level, usual
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> Database:
         self._lock.acquire()
         try:
             if self._level:
@@ -374,13 +405,13 @@ class _Transaction:
             self._lock.release()
 
 
-def _series(row: sqlite3.Row) -> SeriesRow:
+def _series(row) -> SeriesRow:
     data = dict(row)
     data["open"] = bool(data["open"])
     return SeriesRow(**data)
 
 
-def _job(row: sqlite3.Row) -> JobRow:
+def _job(row) -> JobRow:
     data = dict(row)
     data["state"] = JobState(data["state"])
     data["results"] = json.loads(data["results"])

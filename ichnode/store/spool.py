@@ -11,6 +11,7 @@ import hashlib
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 
 from ichnode.log import get_logger
@@ -157,12 +158,18 @@ class Spool:
         """Every spooled instance (study/series/instance.dcm, as path_for names them)."""
         return self.root.glob("*/*/*.dcm") if self.root.exists() else iter(())
 
-    def remove_partials(self) -> int:
-        """Delete leftovers of writes interrupted by a crash; return how many."""
-        count = 0
+    def remove_partials(self, older_than_s: float = 0.0) -> int:
+        """Delete leftovers of writes interrupted by a crash; return how many. older_than_s: only
+        those not written to for that long (a spool shared with other live receivers)."""
+        count, before = 0, time.time() - older_than_s
         if self.root.exists():
             for leftover in self.root.rglob(f"*{_TMP_SUFFIX}"):
-                leftover.unlink(missing_ok=True)
+                try:
+                    if older_than_s and leftover.stat().st_mtime > before:
+                        continue
+                    leftover.unlink()
+                except FileNotFoundError:
+                    continue
                 count += 1
         return count
 

@@ -14,7 +14,7 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from ichnode.store.jobs import UNFINISHED
+from ichnode.store.outbox import Purpose
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
@@ -52,7 +52,8 @@ class BoundedLabel:
 
 
 class Metrics:
-    def __init__(self, worklist=None):
+    def __init__(self, jobs=None, outbox=None):
+        """jobs, outbox: the stores whose queue depths are read at scrape time (None: left out)."""
         r = self.registry = CollectorRegistry()
         self.instances = Counter("ichnode_instances_received", "DICOM instances stored", registry=r)
         self.series = Counter("ichnode_series_received", "New series (first instance stored)",
@@ -76,8 +77,8 @@ class Metrics:
         self._failure_reason = BoundedLabel(MAX_FAILURE_REASONS)
         for stage in STAGES:
             self.stage.labels(stage=stage)  # every stage is listed from the start
-        if worklist is not None:
-            r.register(_QueueCollector(worklist))
+        if jobs is not None and outbox is not None:
+            r.register(_QueueCollector(jobs, outbox))
 
     def watch_slots(self, ready) -> None:
         """Spool slots ready (ready(): a count, read at scrape time). Below the series sizes a site
@@ -110,10 +111,10 @@ class Metrics:
 
 
 class _QueueCollector:
-    """Queue depth read from the store at scrape time."""
+    """Queue depth read from the job store and the outbox at scrape time."""
 
-    def __init__(self, worklist):
-        self.worklist = worklist
+    def __init__(self, jobs, outbox):
+        self.jobs, self.outbox = jobs, outbox
 
     def describe(self):
         return []
@@ -122,11 +123,11 @@ class _QueueCollector:
         depth = GaugeMetricFamily("ichnode_queue_depth",
                                   "Series receiving, jobs waiting or in progress, by state",
                                   labels=["state"])
-        for state, count in self.worklist.queue_depth([s.value for s in UNFINISHED]).items():
+        for state, count in self.jobs.queue_depth().items():
             depth.add_metric([state], count)
         yield depth
         yield GaugeMetricFamily("ichnode_notifications_pending", "Notifications not yet sent",
-                                value=self.worklist.pending_notifications())
+                                value=self.outbox.pending(Purpose.NOTIFICATION))
 
 
 class _Gauge:

@@ -1,9 +1,8 @@
-"""Notifications: HL7 v2.5.1 ORU^R01 over MLLP (with ACK handling) and a JSON webhook.
+"""Notification messages: HL7 v2.5.1 ORU^R01 over MLLP (with ACK handling) and a JSON webhook.
 
-Each notification is a row in the worklist store (state pending -> sent | failed) so it survives a
-restart; a worker thread sends the due ones and retries with backoff (listener down, ACK AE,
-HTTP 5xx). An AR ACK or an HTTP 4xx is final. Sent rows record the time to notification: first
-image received -> notification acknowledged.
+Each notification is an outbox row (ichnode.store.outbox), carried by the "mllp" and "webhook"
+channels (ichnode.delivery) and retried like every delivery (listener down, ACK AE, HTTP 5xx).
+An AR ACK or an HTTP 4xx is final (DeliveryError.retry False).
 
 The ORU carries the patient's ID and name in PID (the RIS needs them); the webhook body does not
 (accession number and UIDs only). Logs carry job ids and channel names, never a row's content.
@@ -16,7 +15,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,27 +23,18 @@ from datetime import datetime
 import hl7
 
 from ichnode import __version__
-from ichnode.config import MllpConfig, NotifyConfig
+from ichnode.config import MllpConfig
 from ichnode.domain import ALL_CLASSES
-from ichnode.log import get_logger
+from ichnode.errors import DeliveryError
 from ichnode.results.codes import NOTICE
-from ichnode.retry import backoff_s
 from ichnode.tls_client import client_context, describe as describe_tls, server_name
-from ichnode.triage.worklist import NotificationState
 
-log = get_logger("ichnode.notify")
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 CHARSET = "UNICODE UTF-8"  # MSH-18; HL7 table 0211
 # HL7 v2 section 2.7: the delimiters of MSH-1/MSH-2 and the escape character; line breaks as \.br\.
 _ESCAPES = {"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\",
             "\r": "\\.br\\", "\n": "\\.br\\"}
 ABNORMAL_FLAG = {"critical": "AA", "high": "A", "routine": "N", "not analysed": ""}
-
-
-class NotifyError(Exception):
-    def __init__(self, message: str, retry: bool = True, ack_code: str | None = None):
-        super().__init__(message)
-        self.retry, self.ack_code = retry, ack_code
 
 
 def _esc(value) -> str:
@@ -137,23 +126,23 @@ def read_frame(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     while EB not in buffer:
         chunk = sock.recv(65536)
         if not chunk:
-            raise NotifyError("connection closed before a complete MLLP frame")
+            raise DeliveryError("connection closed before a complete MLLP frame")
         buffer += chunk
         if len(buffer) > limit:
-            raise NotifyError("MLLP frame too long")
+            raise DeliveryError("MLLP frame too long")
     start = buffer.find(SB)
     return buffer[start + 1 if start >= 0 else 0:buffer.index(EB)]
 
 
 def send_mllp(message: hl7.Message, host: str, port: int, timeout_s: float, tls=None) -> str:
-    """Send one message, wait for its ACK; returns the ACK code (AA or CA), raises NotifyError.
+    """Send one message, wait for its ACK; returns the ACK code (AA or CA), raises DeliveryError.
     tls: a ClientTls block (MLLP over TLS) or None."""
     control_id = str(message.segment("MSH")(10))
     where = f"MLLP {host}:{port}" + (" over TLS" if tls is not None else "")
     try:
         context = None if tls is None else client_context(tls)
     except (OSError, ValueError) as exc:  # files changed since the configuration was loaded
-        raise NotifyError(f"{where}: TLS set-up failed: {exc}") from exc
+        raise DeliveryError(f"{where}: TLS set-up failed: {exc}") from exc
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as raw:
             sock = raw if context is None else \
@@ -162,23 +151,23 @@ def send_mllp(message: hl7.Message, host: str, port: int, timeout_s: float, tls=
                 sock.sendall(frame(message))
                 data = read_frame(sock)
     except ssl.SSLError as exc:
-        raise NotifyError(f"{where}: {describe_tls(exc)}") from exc
+        raise DeliveryError(f"{where}: {describe_tls(exc)}") from exc
     except OSError as exc:
-        raise NotifyError(f"{where}: {exc}") from exc
+        raise DeliveryError(f"{where}: {exc}") from exc
     try:
         ack = hl7.parse(data.decode("utf-8", errors="replace"))
         msa = ack.segment("MSA")
     except (KeyError, IndexError, ValueError, hl7.ParseException) as exc:
-        raise NotifyError(f"unreadable ACK: {exc}") from exc
+        raise DeliveryError(f"unreadable ACK: {exc}") from exc
     code, ref = str(msa(1)), str(msa(2))
     text = str(msa(3)) if len(msa) > 3 else ""
     if ref != control_id:
-        raise NotifyError(f"ACK refers to message {ref!r}, not {control_id!r}", ack_code=code)
+        raise DeliveryError(f"ACK refers to message {ref!r}, not {control_id!r}", ack_code=code)
     if code in ("AA", "CA"):
         return code
     if code in ("AR", "CR"):
-        raise NotifyError(f"message rejected ({code}) {text}".strip(), retry=False, ack_code=code)
-    raise NotifyError(f"application error ({code}) {text}".strip(), ack_code=code)
+        raise DeliveryError(f"message rejected ({code}) {text}".strip(), retry=False, ack_code=code)
+    raise DeliveryError(f"application error ({code}) {text}".strip(), ack_code=code)
 
 
 def webhook_body(row: dict) -> dict:
@@ -199,111 +188,6 @@ def post_webhook(url: str, body: dict, timeout_s: float) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         final = 400 <= exc.code < 500 and exc.code not in (408, 429)
-        raise NotifyError(f"webhook answered HTTP {exc.code}", retry=not final) from exc
+        raise DeliveryError(f"webhook answered HTTP {exc.code}", retry=not final) from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise NotifyError(f"webhook: {getattr(exc, 'reason', exc)}") from exc
-
-
-class Notifier:
-    def __init__(self, config: NotifyConfig, worklist, metrics=None):
-        self.config, self.worklist, self.metrics = config, worklist, metrics
-        self._wake, self._stop = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def channels(self) -> list[str]:
-        return ([] if self.config.mllp is None else ["mllp"]) + \
-               ([] if self.config.webhook_url is None else ["webhook"])
-
-    def enqueue(self, job_id: int) -> int:
-        """Queue one notification per channel for a job's row; returns how many."""
-        row = self.worklist.get(job_id)
-        if row is None or row["priority"] not in self.config.priorities:
-            return 0
-        for channel in self.channels:
-            self.worklist.add_notification(job_id, channel)
-        self._wake.set()
-        return len(self.channels)
-
-    def start(self) -> "Notifier":
-        if self.channels and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="ichnode-notify", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.config.timeout_s + 5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_due()
-            except Exception:  # noqa: BLE001 - the worker must keep running
-                log.exception("notify_loop_error")
-            due = self.worklist.next_notification_at()
-            wait = 30.0 if due is None else min(30.0, max(0.0, due - time.time()))
-            self._wake.wait(wait)
-            self._wake.clear()
-
-    def run_due(self, now: float | None = None) -> int:
-        """Send every due notification once; returns how many were tried."""
-        due = self.worklist.due_notifications(time.time() if now is None else now)
-        for notification in due:
-            if self._stop.is_set():
-                break
-            self._deliver(notification)
-        return len(due)
-
-    def _deliver(self, n: dict) -> None:
-        row = self.worklist.get(n["job_id"])
-        attempts = n["attempts"] + 1
-        control_id = f"ICH{n['job_id']}-{n['id']}-{attempts}"
-        try:
-            if row is None:
-                raise NotifyError("worklist row is gone", retry=False)
-            if n["channel"] == "mllp":
-                message = build_oru(row, self.config.mllp, control_id)
-                ack = send_mllp(message, self.config.mllp.host, self.config.mllp.port,
-                                self.config.timeout_s, tls=self.config.mllp.tls)
-            else:
-                status = post_webhook(self.config.webhook_url, webhook_body(row), self.config.timeout_s)
-                ack, control_id = f"HTTP {status}", None
-        except NotifyError as exc:
-            self._failed(n, attempts, exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - a bug must not spin the worker: back off, give up
-            log.exception("notification_crashed", job=n["job_id"], channel=n["channel"])
-            self._failed(n, attempts, NotifyError(f"{type(exc).__name__}: {exc}"))
-            return
-        sent = time.time()
-        ttn = sent - row["arrived"]
-        self.worklist.update_notification(n["id"], state=NotificationState.SENT.value, attempts=attempts, sent_at=sent,
-                                          time_to_notification_s=ttn, ack_code=ack,
-                                          control_id=control_id, error=None)
-        if self.metrics is not None:
-            self.metrics.notifications.labels(channel=n["channel"], result="sent").inc()
-            self.metrics.time_to_notification.labels(channel=n["channel"]).observe(ttn)
-            self.metrics.stage.labels(stage="notify").observe(max(0.0, sent - n["created"]))
-        log.info("notification_sent", job=n["job_id"], channel=n["channel"], attempts=attempts,
-                 ack=ack, time_to_notification_s=round(ttn, 3))
-
-    def _failed(self, n: dict, attempts: int, exc: NotifyError) -> None:
-        final = not exc.retry or attempts >= self.config.max_attempts
-        fields = dict(attempts=attempts, error=str(exc)[:500], ack_code=exc.ack_code)
-        if final:
-            self.worklist.update_notification(n["id"], state=NotificationState.FAILED.value, **fields)
-            log.error("notification_failed", job=n["job_id"], channel=n["channel"],
-                      attempts=attempts, error=str(exc)[:200])
-        else:
-            delay = backoff_s(attempts, self.config.backoff_initial_s, self.config.backoff_max_s)
-            self.worklist.update_notification(n["id"], next_attempt=time.time() + delay, **fields)
-            log.warning("notification_retry", job=n["job_id"], channel=n["channel"],
-                        attempt=attempts, delay_s=round(delay, 2), error=str(exc)[:200])
-        if self.metrics is not None:
-            self.metrics.notifications.labels(channel=n["channel"],
-                                              result="failed" if final else "retry").inc()
-            if final:
-                self.metrics.failure("notify", exc.ack_code or "gave up")
+        raise DeliveryError(f"webhook: {getattr(exc, 'reason', exc)}") from exc

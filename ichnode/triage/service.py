@@ -1,5 +1,5 @@
-"""The triage side of a running node: the pipeline's hooks fill the worklist, queue notifications
-and feed the metrics; start() runs the notifier and, when `web.enabled`, the worklist web app.
+"""The triage side of a running node: the pipeline's hooks fill the worklist, owe notifications
+(outbox rows, sent by ichnode.delivery like every delivery) and feed the metrics.
 
 It implements pipeline.JobEvents; its failures never reach the pipeline (Pipeline._tell logs
 and carries on).
@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import time
 
-from ichnode.config import Config
+from ichnode.config import Config, NotifyConfig
+from ichnode.delivery.dispatcher import Outcome
 from ichnode.domain import Analysis, ModelInfo, Priority
 from ichnode.log import get_logger
 from ichnode.store.jobs import JobStore, SeriesRow
+from ichnode.store.outbox import Outbox
 from ichnode.triage.images import write_key_images
 from ichnode.triage.metrics import Metrics
-from ichnode.triage.notify import Notifier
 from ichnode.triage.priority import prioritise
 from ichnode.triage.worklist import WorklistStore
 
 log = get_logger("ichnode.triage")
+
+
+def notification_channels(notify: NotifyConfig) -> list[str]:
+    """The outbox channels (ichnode.delivery.channels) that `notify:` configures."""
+    return ([] if notify.mllp is None else ["mllp"]) + ([] if notify.webhook_url is None else ["webhook"])
 
 
 def _text(ds, keyword: str) -> str | None:
@@ -27,41 +33,40 @@ def _text(ds, keyword: str) -> str | None:
 
 
 class Triage:
-    def __init__(self, config: Config, store: JobStore, models: tuple[ModelInfo, ...] = ()):
-        self.config, self.store, self.models = config, store, tuple(models)
-        self.worklist = WorklistStore(config.db_path)
-        self.metrics = Metrics(self.worklist)
-        self.notifier = Notifier(config.notify, self.worklist, self.metrics)
-        self.web = None
+    def __init__(self, config: Config, store: JobStore, outbox: Outbox,
+                 models: tuple[ModelInfo, ...] = ()):
+        self.config, self.store, self.outbox, self.models = config, store, outbox, tuple(models)
+        self.worklist = WorklistStore(config.database, store)
+        self.metrics = Metrics(store, outbox)
 
-    @property
-    def web_port(self) -> int | None:
-        return self.web.port if self.web is not None else None
-
-    def start(self, store_handler=None) -> "Triage":
-        """store_handler: the node's C-STORE handler, which STOW-RS input goes through too."""
-        self.notifier.start()
-        if self.config.web.enabled:
-            from ichnode.web.app import build_app
-            from ichnode.web.server import WebServer
-
-            app = build_app(self.config.web, self.worklist, self.metrics, self.config.results_dir,
-                            store_handler)
-            self.web = WebServer(app, self.config.web).start()
-            log.info("web_started", host=self.config.web.host, port=self.web.port,
-                     tls=self.config.web.tls_cert is not None)
-        return self
-
-    def stop_input(self) -> None:
-        """Stop the web server first: it also takes images (STOW-RS) into the spool."""
-        if self.web is not None:
-            self.web.stop()
-            self.web = None
-
-    def stop(self) -> None:
-        self.stop_input()
-        self.notifier.stop()
+    def close(self) -> None:
         self.worklist.close()
+
+    def notify(self, job_id: int) -> int:
+        """Owe each configured notification channel a message about a job's row; returns how many."""
+        row = self.worklist.get(job_id)
+        if row is None or row["priority"] not in self.config.notify.priorities:
+            return 0
+        channels = notification_channels(self.config.notify)
+        for channel in channels:
+            self.outbox.queue_notification(job_id, channel, arrived=row["arrived"])
+        return len(channels)
+
+    def on_notification(self, outcome: Outcome) -> None:
+        """The dispatcher's report on a notification: the metrics."""
+        for n in outcome.sent:
+            ttn = time.time() - n.arrived if n.arrived is not None else None
+            self.metrics.notifications.labels(channel=outcome.channel, result="sent").inc()
+            if ttn is not None:
+                self.metrics.time_to_notification.labels(channel=outcome.channel).observe(ttn)
+            self.metrics.stage.labels(stage="notify").observe(max(0.0, time.time() - n.created))
+            log.info("notification_sent", job=outcome.job_id, channel=outcome.channel,
+                     attempts=n.attempts + 1, time_to_notification_s=None if ttn is None else round(ttn, 3))
+        if outcome.failed:
+            result = "failed" if outcome.gave_up else "retry"
+            self.metrics.notifications.labels(channel=outcome.channel, result=result).inc(len(outcome.failed))
+            if outcome.gave_up:
+                self.metrics.failure("notify", outcome.error.ack_code or "gave up")
 
     # --- pipeline hooks ---------------------------------------------------------------------
     def on_stored(self, series: SeriesRow) -> None:
@@ -117,7 +122,7 @@ class Triage:
             slices=series.instance_count, arrived=series.first_received, analysed=time.time())
         self.metrics.triaged.labels(priority=Priority.NOT_ANALYSED.value).inc()
         self.metrics.failure("eligibility", reason)
-        self.notifier.enqueue(job_id)
+        self.notify(job_id)
 
     def on_done(self, job_id: int) -> None:
         """Results delivered: stage latencies, then the notifications."""
@@ -125,7 +130,7 @@ class Triage:
         series = self.store.series(job.series_key)
         self.worklist.set_delivered(job_id, True)
         self.metrics.observe_timings(job.timings, series.first_received if series else None)
-        self.notifier.enqueue(job_id)
+        self.notify(job_id)
 
     def on_failed(self, job_id: int, stage: str, reason: str) -> None:
         """A crash in analysis, or sending given up. A triaged study is still notified: the
@@ -133,4 +138,4 @@ class Triage:
         self.metrics.failure(stage, reason)
         if stage == "send" and self.worklist.get(job_id) is not None:
             self.worklist.set_delivered(job_id, False)
-            self.notifier.enqueue(job_id)
+            self.notify(job_id)

@@ -1,19 +1,19 @@
-"""The worklist store: one row per analysed job, and the notifications sent about it.
+"""The worklist store: one row per analysed job.
 
-Own tables in the job store's SQLite file (the worklist joins `jobs` to hide superseded jobs).
+Its own table in the job store's SQLite file; job states (to hide superseded jobs) come through
+the job store's API. The notifications about a row are outbox rows (ichnode.store.outbox).
 Rows hold patient name, ID and accession number because the authenticated worklist pages show them;
 nothing here logs a row.
 """
 from __future__ import annotations
 
-import enum
 import json
 import sqlite3
 import time
 from pathlib import Path
 
 from ichnode.store.db import open_shared
-from ichnode.store.jobs import JobState
+from ichnode.store.jobs import JobState, JobStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS worklist (
@@ -29,12 +29,6 @@ CREATE TABLE IF NOT EXISTS worklist (
     results_delivered INTEGER NOT NULL DEFAULT 0,
     acknowledged_by TEXT, acknowledged_at REAL, dismissed_by TEXT, dismissed_at REAL);
 CREATE INDEX IF NOT EXISTS worklist_by_series ON worklist(series_key);
-CREATE TABLE IF NOT EXISTS notifications (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL, channel TEXT NOT NULL,
-    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL,
-    created REAL NOT NULL, sent_at REAL, time_to_notification_s REAL, ack_code TEXT,
-    control_id TEXT, error TEXT);
-CREATE INDEX IF NOT EXISTS notifications_by_state ON notifications(state, next_attempt);
 """
 _JSON = ("flags", "volumes", "probabilities", "models", "key_images")
 COLUMNS = (
@@ -46,23 +40,18 @@ COLUMNS = (
 )
 
 
-class NotificationState(str, enum.Enum):
-    PENDING = "pending"  # due at next_attempt
-    SENT = "sent"
-    FAILED = "failed"  # final: refused, or out of attempts
-
-
-# Latest job of each series, superseded jobs left out.
-_CURRENT = f"""
-SELECT w.*, j.state AS job_state FROM worklist w JOIN jobs j ON j.id = w.job_id
-WHERE j.state != '{JobState.SUPERSEDED.value}'
-  AND w.job_id = (SELECT MAX(w2.job_id) FROM worklist w2 WHERE w2.series_key = w.series_key)
+# The latest analysed job of each series (superseded ones are left out by job state, after).
+_LATEST = """
+SELECT w.* FROM worklist w
+WHERE w.job_id = (SELECT MAX(w2.job_id) FROM worklist w2 WHERE w2.series_key = w.series_key)
 """
 
 
 class WorklistStore:
-    def __init__(self, path: Path):
-        self._db, self._lock = open_shared(path, _SCHEMA, owner="worklist")
+    def __init__(self, target: Path | str, jobs: JobStore):
+        """target: a SQLite file, or a postgresql:// URL (cluster mode)."""
+        self._db, self._lock = open_shared(target, _SCHEMA, owner="worklist")
+        self.jobs = jobs
 
     def forget_patient(self, series_uid: str) -> int:
         """Retention reached this series: drop the patient's name and ID from its rows (the study
@@ -104,17 +93,23 @@ class WorklistStore:
 
     def get(self, job_id: int) -> dict | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT w.*, j.state AS job_state FROM worklist w LEFT JOIN jobs j ON j.id = w.job_id"
-                " WHERE w.job_id=?", (job_id,)).fetchone()
-        return _row(row) if row else None
+            row = self._db.execute("SELECT * FROM worklist WHERE job_id=?", (job_id,)).fetchone()
+        return self._with_states([row])[0] if row else None
+
+    def _with_states(self, rows: list[sqlite3.Row]) -> list[dict]:
+        states = self.jobs.states(r["job_id"] for r in rows)
+        out = [_row(r) for r in rows]
+        for row in out:
+            state = states.get(row["job_id"])
+            row["job_state"] = state.value if state else None
+        return out
 
     def items(self, include_dismissed: bool = False, closed_days: float | None = None,
               now: float | None = None) -> list[dict]:
         """Current rows, by priority then arrival (oldest first: waiting longest). With closed_days,
         rows acknowledged or dismissed that arrived longer ago are left out; an open row is shown
         however old it is (a flag nobody has seen must not scroll away)."""
-        query, args = _CURRENT + ("" if include_dismissed else " AND w.dismissed_at IS NULL"), []
+        query, args = _LATEST + ("" if include_dismissed else " AND w.dismissed_at IS NULL"), []
         if closed_days is not None:
             query += (" AND ((w.acknowledged_at IS NULL AND w.dismissed_at IS NULL)"
                       " OR w.arrived >= ?)")
@@ -122,7 +117,7 @@ class WorklistStore:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY w.priority_rank, w.arrived, w.job_id",
                                     args).fetchall()
-        return [_row(r) for r in rows]
+        return [r for r in self._with_states(rows) if r["job_state"] != JobState.SUPERSEDED.value]
 
     def by_job(self) -> dict[int, dict]:
         with self._lock:
@@ -135,10 +130,9 @@ class WorklistStore:
         """Changes whenever a row is added or changed (the pages poll it)."""
         with self._lock:
             row = self._db.execute("SELECT COUNT(*), MAX(updated) FROM worklist").fetchone()
-            states = self._db.execute(
-                "SELECT COUNT(*) FROM worklist w JOIN jobs j ON j.id = w.job_id"
-                " WHERE j.state = ?", (JobState.SUPERSEDED.value,)).fetchone()
-        return f"{row[0]}-{states[0]}-{row[1] or 0:.6f}"
+            ids = [r[0] for r in self._db.execute("SELECT job_id FROM worklist")]
+        superseded = sum(s is JobState.SUPERSEDED for s in self.jobs.states(ids).values())
+        return f"{row[0]}-{superseded}-{row[1] or 0:.6f}"
 
     def mark(self, job_id: int, action: str, user: str, now: float | None = None) -> dict | None:
         """action "acknowledge" or "dismiss": who and when. None if there is no such row."""
@@ -164,65 +158,6 @@ class WorklistStore:
             self._db.execute("UPDATE worklist SET results_delivered=?, updated=? WHERE job_id=?",
                              (int(delivered), now, job_id))
 
-    # --- notifications ----------------------------------------------------------------------
-    def add_notification(self, job_id: int, channel: str, now: float | None = None) -> int:
-        now = time.time() if now is None else now
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO notifications (job_id, channel, state, next_attempt, created)"
-                " VALUES (?,?,?,?,?)", (job_id, channel, NotificationState.PENDING.value, now, now))
-        return cur.lastrowid
-
-    def due_notifications(self, now: float) -> list[dict]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM notifications WHERE state=? AND next_attempt<=? ORDER BY id",
-                (NotificationState.PENDING.value, now)).fetchall()
-        return [dict(r) for r in rows]
-
-    def next_notification_at(self) -> float | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(next_attempt) FROM notifications WHERE state=?",
-                (NotificationState.PENDING.value,)).fetchone()
-        return row[0]
-
-    def update_notification(self, notification_id: int, **fields) -> None:
-        allowed = {"state", "attempts", "next_attempt", "sent_at", "time_to_notification_s",
-                   "ack_code", "control_id", "error"}
-        if set(fields) - allowed:
-            raise ValueError(f"unknown notification fields {sorted(set(fields) - allowed)}")
-        sets = ", ".join(f"{k}=?" for k in fields)
-        with self._lock:
-            self._db.execute(f"UPDATE notifications SET {sets} WHERE id=?",
-                             (*fields.values(), notification_id))
-
-    def notifications(self, job_id: int | None = None) -> list[dict]:
-        query, args = "SELECT * FROM notifications", ()
-        if job_id is not None:
-            query, args = query + " WHERE job_id=?", (job_id,)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY id", args).fetchall()
-        return [dict(r) for r in rows]
-
-    def queue_depth(self, states: list[str]) -> dict[str, int]:
-        """Jobs per unfinished state, and open series as "receiving" (read from the job store)."""
-        counts = dict.fromkeys(states, 0)
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT state, COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(states))})"
-                " GROUP BY state", states).fetchall()
-            counts["receiving"] = self._db.execute(
-                "SELECT COUNT(*) FROM series WHERE open=1").fetchone()[0]
-        counts.update({r[0]: r[1] for r in rows})
-        return counts
-
-    def pending_notifications(self) -> int:
-        with self._lock:
-            return self._db.execute(
-                "SELECT COUNT(*) FROM notifications WHERE state=?",
-                (NotificationState.PENDING.value,)).fetchone()[0]
-
 
 def _row(row: sqlite3.Row) -> dict:
     data = dict(row)
@@ -232,9 +167,9 @@ def _row(row: sqlite3.Row) -> dict:
     return data
 
 
-def triage_columns(db_path: Path) -> dict[int, dict]:
+def triage_columns(jobs: JobStore, target: Path | str) -> dict[int, dict]:
     """job id -> {"priority", "acknowledged"} for `ichnode status` (no patient data)."""
-    store = WorklistStore(db_path)
+    store = WorklistStore(target, jobs)
     try:
         rows = store.by_job()
     finally:

@@ -18,7 +18,7 @@ from starlette.schemas import SchemaGenerator
 from ichnode import __version__
 from ichnode.domain import Priority
 from ichnode.results.codes import NOTICE
-from ichnode.triage.worklist import NotificationState
+from ichnode.store.outbox import Delivery, DeliveryState
 
 
 def iso(epoch: float | None) -> str | None:
@@ -56,10 +56,10 @@ def api_item(row: dict, now: float | None = None) -> dict:
     }
 
 
-def api_notification(n: dict) -> dict:
-    return {"channel": n["channel"], "state": n["state"], "attempts": n["attempts"],
-            "sent_at": iso(n["sent_at"]), "time_to_notification_s": n["time_to_notification_s"],
-            "ack_code": n["ack_code"], "error": n["error"]}
+def api_notification(n: Delivery) -> dict:
+    return {"channel": n.channel, "state": n.state.value, "attempts": n.attempts,
+            "sent_at": iso(n.sent_at), "time_to_notification_s": n.time_to_delivery_s,
+            "ack_code": n.ack_code, "error": n.error}
 
 
 def unauthorised() -> JSONResponse:
@@ -137,7 +137,7 @@ BASE_SCHEMA = {
                 "required": ["channel", "state", "attempts"],
                 "properties": {
                     "channel": {"type": "string", "enum": ["mllp", "webhook"]},
-                    "state": {"type": "string", "enum": [s.value for s in NotificationState]},
+                    "state": {"type": "string", "enum": [s.value for s in DeliveryState]},
                     "attempts": {"type": "integer"},
                     "sent_at": {"type": ["string", "null"], "format": "date-time"},
                     "time_to_notification_s": _NULLABLE_NUMBER,

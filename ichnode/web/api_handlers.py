@@ -15,8 +15,8 @@ from ichnode.web.guard import Caller
 
 
 class WorklistApi:
-    def __init__(self, config: WebConfig, worklist):
-        self.config, self.worklist = config, worklist
+    def __init__(self, config: WebConfig, worklist, outbox):
+        self.config, self.worklist, self.outbox = config, worklist, outbox
         self.schema = schema_generator()
 
     def worklist_items(self, request: Request, caller: Caller) -> Response:
@@ -50,8 +50,7 @@ class WorklistApi:
         if row is None:
             return error(404, "no such job on the worklist")
         item = api_item(row)
-        item["notifications"] = [api_notification(n)
-                                 for n in self.worklist.notifications(row["job_id"])]
+        item["notifications"] = [api_notification(n) for n in self.outbox.notifications(row["job_id"])]
         return JSONResponse(item)
 
     def worklist_action(self, request: Request, caller: Caller) -> Response:

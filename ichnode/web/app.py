@@ -45,9 +45,10 @@ STOW_PATH = "/dicomweb/studies"
 GET, POST = ["GET"], ["POST"]  # GET answers HEAD too
 
 
-def build_app(config: WebConfig, worklist, metrics, results_dir: Path,
+def build_app(config: WebConfig, worklist, outbox, metrics, results_dir: Path,
               store_handler=None, *, clock: Callable[[], float] = time.monotonic) -> Starlette:
-    """The web app; with store_handler (the node's scp.StoreHandler) it also takes STOW-RS input.
+    """The web app; outbox: where the notifications about a study are (ichnode.store.outbox);
+    with store_handler (the node's scp.StoreHandler) it also takes STOW-RS input.
     clock: for session expiry and the login throttle (tests move it on)."""
     throttle = LoginThrottle(config.login_max_failures, config.login_max_failures_per_address,
                              config.login_window_s, clock)
@@ -55,8 +56,8 @@ def build_app(config: WebConfig, worklist, metrics, results_dir: Path,
                 SessionStore(config.session_max_age_s, clock), config.metrics_token, clock)
     templates = make_templates(config)
     login = Login(config, auth, templates)
-    pages = Pages(config, worklist, templates, results_dir)
-    api = WorklistApi(config, worklist)
+    pages = Pages(config, worklist, outbox, templates, results_dir)
+    api = WorklistApi(config, worklist, outbox)
 
     def scrape(request: Request, caller) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)

@@ -19,8 +19,8 @@ IMAGE_NAME = re.compile(r"^(thumbnail|key_\d{4})\.png$")
 
 
 class Pages:
-    def __init__(self, config: WebConfig, worklist, templates: Jinja2Templates, results_dir: Path):
-        self.config, self.worklist = config, worklist
+    def __init__(self, config: WebConfig, worklist, outbox, templates: Jinja2Templates, results_dir: Path):
+        self.config, self.worklist, self.outbox = config, worklist, outbox
         self.templates, self.results_dir = templates, results_dir
 
     def _items(self, show_all: bool) -> list[dict]:
@@ -43,7 +43,7 @@ class Pages:
         if row is None:
             return Response("no such study on the worklist", status_code=404)
         return render(self.templates, request, "study.html", caller.session, item=row,
-                      notifications=self.worklist.notifications(row["job_id"]))
+                      notifications=self.outbox.notifications(row["job_id"]))
 
     async def study_action(self, request: Request, caller: Caller) -> Response:
         job, action = request.path_params["job"], request.path_params["action"]

@@ -139,6 +139,6 @@ def test_a_job_that_took_the_node_down_twice_is_parked(tmp_path):
             assert recovered == [job_id] and store.job(job_id).state is JobState.QUEUED
     job = store.job(job_id)
     assert recovered == [] and job.state is JobState.FAILED
-    assert "stopped the node 2 times" in job.error
+    assert "stopped its analyser 2 times" in job.error
     store.requeue(job_id)  # an operator's rerun gets the full allowance again
     assert store.job(job_id).analysis_starts == 0

@@ -10,6 +10,7 @@ import pydicom
 import pytest
 
 from ichnode.store.jobs import JobState, JobStore
+from ichnode.store.outbox import Outbox
 from ichnode.synth import SynthSpec, write_series
 
 from tests.helpers import free_port, require_tool, start_ichnode, wait_until, write_config
@@ -147,4 +148,9 @@ def test_node_sends_results_by_stow_rs(tmp_path, processes, orthancs):
     wait_until(lambda: [j.state for j in jobs_in(db)] == [JobState.DONE], 30,
                what="the job to be marked done")
     job, = jobs_in(db)
-    assert job.attempts == 1 and job.error is None and "send_s" in job.timings
+    assert job.error is None and "send_s" in job.timings
+    outbox = Outbox(db)
+    try:
+        assert {(d.state, d.attempts, d.channel) for d in outbox.deliveries(job.id)} == {("sent", 1, "stow")}
+    finally:
+        outbox.close()

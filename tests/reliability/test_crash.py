@@ -167,7 +167,7 @@ def test_kill_9_during_store_and_analysis_loses_nothing(tmp_path, processes):
     # A job whose analysis was killed twice is parked (it could be what kills the node); the
     # operator's `ichnode rerun --failed` gives it back to the running node.
     parked = lambda: db_rows(db, "SELECT id FROM jobs WHERE state='failed' AND error LIKE "
-                                 "'%stopped the node%'")
+                                 "'%stopped its analyser%'")
     if parked():
         rerun = subprocess.run([*serve_args(config)[:3], "rerun", "--failed", "-c", str(config)],
                                capture_output=True, text=True, timeout=60)

@@ -50,17 +50,20 @@ def test_destination_down_first_then_up_receives_results(tmp_path, processes):
         "sender.backoff_initial_s": 0.2, "sender.backoff_max_s": 0.8, "sender.max_attempts": 100})
     try:
         truth = _send_series(tmp_path, node, 61, "s1")
-        retried = wait_until(lambda: (j := _job_for(node, truth)) and j.attempts >= 2 and j, 60,
-                             what="two failed send attempts")
-        assert retried.state in (JobState.RETRY_WAIT, JobState.SENDING)
-        assert "pacs" in (retried.error or "")
+        owed = wait_until(lambda: (j := _job_for(node, truth)) and
+                          [d for d in node.outbox.deliveries(j.id) if d.attempts >= 2], 60,
+                          what="two failed send attempts")
+        assert _job_for(node, truth).state is JobState.SENDING
+        assert all(d.state == "pending" and "pacs" in d.error for d in owed)
         received = tmp_path / "received"
         start_storescp(processes, received, dest_port)
         done = wait_until(lambda: (j := _job_for(node, truth)) and j.state is JobState.DONE and j,
                           60, what="the job to be delivered once the destination is up")
+        deliveries = node.outbox.deliveries(done.id)
     finally:
         node.stop()
-    assert done.attempts >= 3 and done.error is None
+    assert done.error is None and len(deliveries) == len(done.results)
+    assert all(d.state == "sent" and d.attempts >= 3 for d in deliveries)
     got = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in received.iterdir()}
     expected = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in done.results}
     assert got == expected and len(got) >= 2  # SEG, SR and key slices, nothing else
@@ -78,7 +81,7 @@ def test_failed_after_max_attempts_shown_in_status_then_rerun(tmp_path, processe
         failed = wait_until(lambda: all((j := _job_for(node, t)) and j.state is JobState.FAILED
                                         for t in truths) and [_job_for(node, t) for t in truths],
                             90, what="both jobs to fail")
-        assert all(j.attempts == 3 for j in failed)
+        assert {(d.state, d.attempts) for j in failed for d in node.outbox.deliveries(j.id)} == {("failed", 3)}
 
         status = _cli(tmp_path, data_dir, "status", "--json")
         assert status.returncode == 0, status.stderr

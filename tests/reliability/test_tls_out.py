@@ -21,11 +21,10 @@ from ichnode.dicom.sender import describe, send
 from ichnode.errors import ConfigError, SendError
 from ichnode.store.jobs import JobState
 from ichnode.synth import SynthSpec, write_series
-from ichnode.triage.notify import Notifier
 from tests.helpers import free_port, port_open, wait_until
 from tests.reliability.peers import start_node, storescu
 from tests.triage.mllp import MllpListener
-from tests.triage.stores import Stores
+from tests.triage.stores import Notifying, Stores
 
 STORESCP = "/usr/bin/storescp"  # DCMTK's, not the venv's pynetdicom storescp
 
@@ -146,13 +145,14 @@ def test_peer_certificate_from_another_ca_is_refused_retried_and_nothing_marked_
             return None
 
         job = wait_until(failed_job, 120, what="the job to fail after sender.max_attempts")
-        sent = node.store.sent_uids(job.id, "pacs")
+        owed = node.outbox.deliveries(job.id)
     finally:
         node.stop()
-    assert job.attempts == 2 and job.results  # tried, backed off, tried again, gave up
+    assert job.results and len(owed) == len(job.results)
+    assert {(d.state, d.attempts) for d in owed} == {("failed", 2)}  # tried, backed off, tried again, gave up
     assert "destination pacs" in job.error and "over TLS" in job.error
     assert "certificate verify failed" in job.error
-    assert sent == set() and _received(received) == set()
+    assert _received(received) == set()
     failures = [r for r in read_audit(tmp_path / "var" / "audit.jsonl") if r["event"] == "send_failed"]
     assert len(failures) == 2 and all("certificate verify failed" in r["error"] for r in failures)
     assert "Association Received" not in scp.log()  # no DICOM ever crossed
@@ -174,10 +174,9 @@ def stores(tmp_path):
     s.close()
 
 
-def _notifier(stores, port: int, tls: ClientTls) -> Notifier:
+def _notifier(stores, port: int, tls: ClientTls) -> Notifying:
     mllp = MllpConfig(host="127.0.0.1", port=port, receiving_application="RIS", tls=tls)
-    return Notifier(NotifyConfig(mllp=mllp, backoff_initial_s=0.05, backoff_max_s=0.2, timeout_s=5),
-                    stores.worklist)
+    return Notifying(stores, NotifyConfig(mllp=mllp, backoff_initial_s=0.05, backoff_max_s=0.2, timeout_s=5))
 
 
 def test_oru_over_mllp_tls_with_client_certificate_is_acknowledged(stores, pki):
@@ -185,10 +184,10 @@ def test_oru_over_mllp_tls_with_client_certificate_is_acknowledged(stores, pki):
     with TlsMllpListener(pki) as listener:
         n = _notifier(stores, listener.port, _trusting(pki))
         assert n.enqueue(job) == 1 and n.run_due() == 1
-    (row,) = stores.worklist.notifications(job)
-    assert (row["state"], row["ack_code"], row["attempts"]) == ("sent", "AA", 1)
+    (row,) = stores.outbox.notifications(job)
+    assert (row.state, row.ack_code, row.attempts) == ("sent", "AA", 1)
     (message,) = listener.messages
-    assert str(message.segment("MSH")(10)) == row["control_id"]
+    assert str(message.segment("MSH")(10)) == row.control_id
     assert str(message.segment("PID")(5)(1)(1)) == "MÜLLER"
     (version, client), = listener.sessions
     assert version in ("TLSv1.2", "TLSv1.3") and client == "ICHNODE"
@@ -202,10 +201,10 @@ def test_mllp_listener_with_untrusted_certificate_is_refused_and_retried(stores,
         tried = time.time()
         n.run_due()
         wait_until(lambda: listener.handshake_errors, 10, what="the listener to see the refusal")
-    (row,) = stores.worklist.notifications(job)
-    assert (row["state"], row["attempts"]) == ("pending", 1)  # retried later, per notify.*
-    assert row["next_attempt"] > tried and row["sent_at"] is None
-    assert "over TLS" in row["error"] and "certificate verify failed" in row["error"]
+    (row,) = stores.outbox.notifications(job)
+    assert (row.state, row.attempts) == ("pending", 1)  # retried later, per notify.*
+    assert row.next_attempt > tried and row.sent_at is None
+    assert "over TLS" in row.error and "certificate verify failed" in row.error
     assert listener.messages == []
 
 

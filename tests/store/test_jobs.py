@@ -5,8 +5,8 @@ from ichnode.store.jobs import JobState, JobStore, series_key
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = JobStore(tmp_path / "jobs.sqlite")
+def store(database):
+    s = JobStore(database)
     yield s
     s.close()
 
@@ -49,11 +49,10 @@ def test_job_lifecycle_and_illegal_transitions(store):
     store.transition(job_id, JobState.ANALYSING)
     store.transition(job_id, JobState.SENDING, outcome="analysed", results=["a.dcm"],
                      timings={"infer_s": 1.5})
-    job = store.transition(job_id, JobState.RETRY_WAIT, attempts=1, next_attempt=50.0, error="down")
-    assert job.results == ["a.dcm"] and job.timings == {"infer_s": 1.5} and job.error == "down"
-    assert [j.id for j in store.due_retries(now=60)] == [job_id]
-    assert store.due_retries(now=40) == []
-    store.transition(job_id, JobState.SENDING)
+    job = store.job(job_id)
+    assert job.results == ["a.dcm"] and job.timings == {"infer_s": 1.5} and job.outcome == "analysed"
+    with pytest.raises(ValueError, match="unknown job fields"):
+        store.transition(job_id, JobState.DONE, attempts=1)  # retries are the outbox's
     store.transition(job_id, JobState.DONE)
     with pytest.raises(IllegalTransition):
         store.transition(job_id, JobState.ANALYSING)
@@ -82,23 +81,7 @@ def test_recover_after_crash(store):
     store.transition(b, JobState.SENDING)
     assert store.recover() == [a]
     assert store.job(a).state is JobState.QUEUED
-    assert store.job(b).state is JobState.RETRY_WAIT
-
-
-def test_sent_state_per_destination_and_rerun(store):
-    record(store, "1")
-    job_id = store.close_series(series_key("1.2", "1.2.3"))
-    store.mark_sent(job_id, "pacs", "r1")
-    assert store.sent_uids(job_id, "pacs") == {"r1"} and store.sent_uids(job_id, "other") == set()
-    store.transition(job_id, JobState.ANALYSING)
-    store.transition(job_id, JobState.FAILED, error="boom")
-    store.requeue(job_id)  # a failed job keeps what already arrived
-    assert store.sent_uids(job_id, "pacs") == {"r1"}
-    for state in (JobState.ANALYSING, JobState.SENDING, JobState.DONE):
-        store.transition(job_id, state)
-    store.requeue(job_id)  # a delivered job is sent again in full
-    assert store.sent_uids(job_id, "pacs") == set()
-    assert store.job(job_id).state is JobState.QUEUED
+    assert store.job(b).state is JobState.SENDING  # the outbox still owes its objects
 
 
 def test_a_job_store_from_before_schema_versions_is_migrated(tmp_path):
@@ -134,3 +117,38 @@ def test_a_job_store_from_before_schema_versions_is_migrated(tmp_path):
     db.close()
     with pytest.raises(ConfigError, match=r"schema version 99, newer than this ichnode knows"):
         JobStore(path)
+
+
+def test_completion_and_taking_a_job_happen_once_across_processes(store, database):
+    """Two job stores on one database are two receivers (or two workers): a series is completed
+    by one of them, a queued job is taken by one, a stale job is republished by one."""
+    other = JobStore(database)
+    try:
+        record(store, "1")
+        record(other, "2")
+        key = series_key("1.2", "1.2.3")
+        assert store.series(key).instance_count == 2
+        job_id = store.close_series(key, now=200.0)
+        assert other.close_series(key, now=200.0) is None  # already completed
+        assert len(store.jobs()) == 1
+        assert store.stale_queued(before=300.0, now=400.0) == [job_id]
+        assert other.stale_queued(before=300.0, now=400.0) == []  # touched by the first
+        store.transition(job_id, JobState.ANALYSING)
+        with pytest.raises(IllegalTransition, match="analysing -> analysing"):
+            other.transition(job_id, JobState.ANALYSING)
+    finally:
+        other.close()
+
+
+def test_a_job_whose_analyser_died_is_restarted_then_parked(store):
+    from ichnode.store.jobs import MAX_ANALYSIS_STARTS
+
+    record(store, "1")
+    job_id = store.close_series(series_key("1.2", "1.2.3"))
+    for _ in range(MAX_ANALYSIS_STARTS - 1):
+        store.transition(job_id, JobState.ANALYSING)
+        assert store.restart_analysis(job_id) is JobState.QUEUED
+    store.transition(job_id, JobState.ANALYSING)
+    assert store.restart_analysis(job_id) is JobState.FAILED
+    assert "parked" in store.job(job_id).error
+    assert store.restart_analysis(job_id) is JobState.FAILED  # not ANALYSING: unchanged

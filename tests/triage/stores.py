@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import time
 
+from ichnode.config import Config, NotifyConfig
+from ichnode.delivery.channel import Context
+from ichnode.delivery.dispatcher import Dispatcher
+from ichnode.retry import RetryPolicy
 from ichnode.store.jobs import JobState, JobStore
+from ichnode.store.outbox import Outbox, Purpose
+from ichnode.triage.service import Triage
 from ichnode.triage.worklist import WorklistStore
 
 ROW = dict(priority="critical", priority_rank=0, reason="ICH 42.0 mL supratentorial > 30 mL | test",
@@ -17,8 +23,10 @@ ROW = dict(priority="critical", priority_rank=0, reason="ICH 42.0 mL supratentor
 
 class Stores:
     def __init__(self, path):
+        self.path = path
         self.jobs = JobStore(path)
-        self.worklist = WorklistStore(path)
+        self.outbox = Outbox(path)
+        self.worklist = WorklistStore(path, self.jobs)
         self._n = 0
 
     def job(self, series: str | None = None, state: JobState = JobState.DONE,
@@ -43,4 +51,33 @@ class Stores:
 
     def close(self):
         self.worklist.close()
+        self.outbox.close()
         self.jobs.close()
+
+
+class Notifying:
+    """The node's notification path on these stores: Triage owes the messages (outbox rows) and the
+    Dispatcher sends them, as in a running node; enqueue/run_due drive it step by step, start/stop
+    as the node's dispatcher thread."""
+
+    def __init__(self, stores: Stores, notify: NotifyConfig):
+        config = Config(data_dir=stores.path.parent, notify=notify)
+        self.triage = Triage(config, stores.jobs, stores.outbox)
+        self.metrics = self.triage.metrics
+        policy = RetryPolicy(notify.max_attempts, notify.backoff_initial_s, notify.backoff_max_s)
+        self.dispatcher = Dispatcher(stores.outbox, Context(config, stores.worklist.get),
+                                     {Purpose.NOTIFICATION: policy}, on_outcome=self.triage.on_notification)
+
+    def enqueue(self, job_id: int) -> int:
+        return self.triage.notify(job_id)
+
+    def run_due(self, now: float | None = None) -> int:
+        return self.dispatcher.run_due(now)
+
+    def start(self) -> "Notifying":
+        self.dispatcher.start()
+        return self
+
+    def stop(self) -> None:
+        self.dispatcher.stop()
+        self.triage.close()

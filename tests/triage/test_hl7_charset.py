@@ -4,8 +4,9 @@ Round trips go through the real MLLP listener of tests/triage/mllp.py (it decode
 import hl7
 
 from ichnode.config import MllpConfig, NotifyConfig
-from ichnode.triage.notify import Notifier, build_oru, frame
+from ichnode.triage.notify import build_oru, frame
 from tests.triage.mllp import MllpListener
+from tests.triage.stores import Notifying
 
 MLLP = MllpConfig(host="h", port=1, sending_facility="KLINIKUM MÜNCHEN")
 
@@ -14,10 +15,10 @@ def _send(stores, **row):
     job = stores.job(**row)
     with MllpListener() as listener:
         config = NotifyConfig(mllp=MllpConfig(host="127.0.0.1", port=listener.port), timeout_s=5)
-        n = Notifier(config, stores.worklist)
+        n = Notifying(stores, config)
         assert n.enqueue(job) == 1 and n.run_due() == 1
-    (sent,) = stores.worklist.notifications(job)
-    assert (sent["state"], sent["ack_code"]) == ("sent", "AA")
+    (sent,) = stores.outbox.notifications(job)
+    assert (sent.state, sent.ack_code) == ("sent", "AA")
     (message,) = listener.messages
     return message
 

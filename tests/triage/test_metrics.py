@@ -14,7 +14,7 @@ def samples(metrics):
 
 
 def test_stage_histograms_from_timings(stores):
-    m = Metrics(stores.worklist)
+    m = Metrics(stores.jobs, stores.outbox)
     timings = {"last_received_at": 110.0, "completed_at": 111.0, "assemble_s": 0.4,
                "infer_s": 2.5, "write_s": 0.3, "send_s": 0.2}
     m.observe_timings(timings, first_received=100.0)
@@ -29,7 +29,7 @@ def test_stage_histograms_from_timings(stores):
 
 
 def test_score_histogram_by_scanner_model_and_failures(stores):
-    m = Metrics(stores.worklist)
+    m = Metrics(stores.jobs, stores.outbox)
     m.observe_score({"any": 0.93}, "Revolution CT")
     m.observe_score({"any": 0.12}, "Revolution CT")
     m.observe_score({}, "Revolution CT")  # an engine without probabilities: nothing observed
@@ -43,7 +43,7 @@ def test_score_histogram_by_scanner_model_and_failures(stores):
 
 
 def test_queue_depth_is_read_at_scrape_time(stores):
-    m = Metrics(stores.worklist)
+    m = Metrics(stores.jobs, stores.outbox)
     stores.job(state=JobState.QUEUED)
     stores.job(state=JobState.SENDING)
     stores.job()
@@ -57,7 +57,7 @@ def test_queue_depth_is_read_at_scrape_time(stores):
 
 
 def test_spool_slots_ready_is_read_at_scrape_time(stores):
-    m = Metrics(stores.worklist)
+    m = Metrics(stores.jobs, stores.outbox)
     ready = [512]
     m.watch_slots(lambda: ready[0])
     assert samples(m)[("ichnode_spool_slots_ready", ())] == 512.0

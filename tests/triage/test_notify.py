@@ -9,17 +9,17 @@ import hl7
 import pytest
 
 from ichnode.config import MllpConfig, NotifyConfig
-from ichnode.triage.metrics import Metrics
-from ichnode.triage.notify import Notifier, build_oru
+from ichnode.triage.notify import build_oru
 from tests.helpers import free_port, wait_until
 from tests.triage.mllp import MllpListener
+from tests.triage.stores import Notifying
 
 
 def notifier(stores, port=None, webhook=None, **kw):
     mllp = MllpConfig(host="127.0.0.1", port=port, receiving_application="RIS") if port else None
     config = NotifyConfig(mllp=mllp, webhook_url=webhook, backoff_initial_s=0.05,
                           backoff_max_s=0.2, timeout_s=5, **kw)
-    return Notifier(config, stores.worklist, Metrics(stores.worklist))
+    return Notifying(stores, config)
 
 
 def obx(message, code):
@@ -58,12 +58,12 @@ def test_ack_aa_marks_sent_with_time_to_notification(stores):
         n = notifier(stores, listener.port)
         assert n.enqueue(job) == 1
         assert n.run_due() == 1
-    (sent,) = stores.worklist.notifications(job)
-    assert (sent["state"], sent["ack_code"], sent["attempts"]) == ("sent", "AA", 1)
-    assert sent["time_to_notification_s"] == pytest.approx(
-        sent["sent_at"] - stores.worklist.get(job)["arrived"])
+    (sent,) = stores.outbox.notifications(job)
+    assert (sent.state, sent.ack_code, sent.attempts) == ("sent", "AA", 1)
+    assert sent.time_to_delivery_s == pytest.approx(
+        sent.sent_at - stores.worklist.get(job)["arrived"])
     (message,) = listener.messages
-    assert str(message.segment("MSH")(10)) == sent["control_id"]
+    assert str(message.segment("MSH")(10)) == sent.control_id
     assert str(message.segment("MSH")(5)) == "RIS"
     assert b'ichnode_time_to_notification_seconds_count{channel="mllp"} 1.0' in n.metrics.render()
 
@@ -74,16 +74,16 @@ def test_application_error_is_retried_and_reject_is_final(stores):
         n = notifier(stores, listener.port)
         n.enqueue(retried)
         n.run_due()
-        (first,) = stores.worklist.notifications(retried)
-        assert (first["state"], first["ack_code"], first["attempts"]) == ("pending", "AE", 1)
+        (first,) = stores.outbox.notifications(retried)
+        assert (first.state, first.ack_code, first.attempts) == ("pending", "AE", 1)
         n.run_due(now=time.time() + 60)
-        assert stores.worklist.notifications(retried)[0]["state"] == "sent"
+        assert stores.outbox.notifications(retried)[0].state == "sent"
         listener.codes = ["AR"]
         n.enqueue(rejected)
         n.run_due()
         n.run_due(now=time.time() + 60)
-    (final,) = stores.worklist.notifications(rejected)
-    assert (final["state"], final["ack_code"], final["attempts"]) == ("failed", "AR", 1)
+    (final,) = stores.outbox.notifications(rejected)
+    assert (final.state, final.ack_code, final.attempts) == ("failed", "AR", 1)
     assert len(listener.messages) == 3  # AR is not retried
     assert b'ichnode_failures_total{reason="AR",stage="notify"} 1.0' in n.metrics.render()
 
@@ -93,15 +93,15 @@ def test_listener_down_at_first_then_up_is_retried_with_backoff(stores):
     n = notifier(stores, port).start()
     try:
         n.enqueue(job)
-        failed = wait_until(lambda: [x for x in stores.worklist.notifications(job) if x["attempts"]],
+        failed = wait_until(lambda: [x for x in stores.outbox.notifications(job) if x.attempts],
                             20, what="the first (failing) attempt")
-        assert failed[0]["state"] == "pending" and "refused" in failed[0]["error"].lower()
+        assert failed[0].state == "pending" and "refused" in failed[0].error.lower()
         with MllpListener(port=port) as listener:
-            sent = wait_until(lambda: [x for x in stores.worklist.notifications(job)
-                                       if x["state"] == "sent"], 20, what="the retry to get through")
+            sent = wait_until(lambda: [x for x in stores.outbox.notifications(job)
+                                       if x.state == "sent"], 20, what="the retry to get through")
     finally:
         n.stop()
-    assert sent[0]["attempts"] >= 2 and sent[0]["error"] is None
+    assert sent[0].attempts >= 2 and sent[0].error is None
     assert len(listener.messages) == 1
 
 
@@ -130,13 +130,13 @@ def test_webhook_retries_server_errors_and_sends_no_patient_identifiers(stores):
         n = notifier(stores, webhook=f"http://127.0.0.1:{server.server_address[1]}/hook")
         n.enqueue(job)
         n.run_due()
-        assert stores.worklist.notifications(job)[0]["state"] == "pending"
+        assert stores.outbox.notifications(job)[0].state == "pending"
         n.run_due(now=time.time() + 60)
     finally:
         server.shutdown()
         server.server_close()
-    (sent,) = stores.worklist.notifications(job)
-    assert (sent["state"], sent["ack_code"], sent["attempts"]) == ("sent", "HTTP 200", 2)
+    (sent,) = stores.outbox.notifications(job)
+    assert (sent.state, sent.ack_code, sent.attempts) == ("sent", "HTTP 200", 2)
     body = _Receiver.bodies[-1]
     assert body["priority"] == "critical" and body["accession"] == "ACC42" and body["job"] == job
     assert "DOE" not in json.dumps(body) and "PID-123" not in json.dumps(body)
@@ -146,4 +146,4 @@ def test_priorities_filter_what_is_sent(stores):
     routine = stores.job(priority="routine", priority_rank=3)
     n = notifier(stores, 9, priorities=("critical", "high"))
     assert n.enqueue(routine) == 0
-    assert stores.worklist.notifications(routine) == []
+    assert stores.outbox.notifications(routine) == []

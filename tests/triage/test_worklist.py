@@ -50,7 +50,7 @@ def test_json_columns_round_trip_and_status_columns(stores, tmp_path):
     assert row["volumes"] == {"ICH": 42.0} and row["flags"] == ["ICH"]
     assert row["models"][0]["name"] == "ichnode-classical-hu"
     stores.worklist.mark(job, "acknowledge", "dr.house")
-    columns = triage_columns(tmp_path / "ichnode.sqlite")
+    columns = triage_columns(stores.jobs, tmp_path / "ichnode.sqlite")
     assert columns[job]["priority"] == "critical"
     assert columns[job]["acknowledged"].startswith("dr.house ")
     assert "DOE" not in str(columns)  # no patient data in the status columns

@@ -26,7 +26,7 @@ from tests.web.conftest import PASSWORD
 
 def start(stores, tmp_path, users, **web):
     config = WebConfig(enabled=True, host="127.0.0.1", port=0, users=users, **web)
-    app = build_app(config, stores.worklist, Metrics(stores.worklist), tmp_path / "results")
+    app = build_app(config, stores.worklist, stores.outbox, Metrics(stores.jobs, stores.outbox), tmp_path / "results")
     return WebServer(app, config).start()
 
 

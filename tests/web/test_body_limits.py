@@ -84,13 +84,13 @@ def node(tmp_path):
     node = start_node(tmp_path, **{
         "web.enabled": True, "web.port": 0, "web.stow_max_mb": 1,
         "web.users": [{"name": "ann", "password_hash": hash_password(PASSWORD)}]})
-    node.base = f"http://127.0.0.1:{node.triage.web_port}"
+    node.base = f"http://127.0.0.1:{node.web.port}"
     yield node
     node.stop()
 
 
 def test_stow_bodies_over_web_stow_max_mb_are_refused_while_streaming(node, tmp_path):
-    port = node.triage.web_port
+    port = node.web.port
     declared = {"Content-Type": DICOM_MULTIPART, "Content-Length": str(100 * 2**20)}
     assert raw_post(port, "/dicomweb/studies", declared) == 413
     # No Content-Length: 1 MB + 64 KB of a body that would go on for ever.

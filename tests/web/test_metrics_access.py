@@ -17,7 +17,7 @@ TOKEN = "0123456789abcdef" * 4
 
 def serve(stores, tmp_path, users, registry, **web):
     config = WebConfig(enabled=True, host="127.0.0.1", port=0, users=users, **web)
-    server = WebServer(build_app(config, stores.worklist, registry, tmp_path / "results"), config)
+    server = WebServer(build_app(config, stores.worklist, stores.outbox, registry, tmp_path / "results"), config)
     return server.start()
 
 
@@ -26,7 +26,7 @@ def scrape(port, headers=None):
 
 
 def test_metrics_need_a_user_or_the_token(stores, tmp_path, users):
-    server = serve(stores, tmp_path, users, Metrics(stores.worklist), metrics_token=TOKEN)
+    server = serve(stores, tmp_path, users, Metrics(stores.jobs, stores.outbox), metrics_token=TOKEN)
     try:
         assert scrape(server.port).status_code == 401
         assert scrape(server.port, {"Authorization": "Bearer " + TOKEN[:-1] + "x"}).status_code == 401
@@ -39,7 +39,7 @@ def test_metrics_need_a_user_or_the_token(stores, tmp_path, users):
 
 
 def test_metrics_can_be_off(stores, tmp_path, users):
-    server = serve(stores, tmp_path, users, Metrics(stores.worklist), metrics=False,
+    server = serve(stores, tmp_path, users, Metrics(stores.jobs, stores.outbox), metrics=False,
                    metrics_token=TOKEN)
     try:
         assert scrape(server.port, {"Authorization": "Bearer " + TOKEN}).status_code == 404
@@ -48,7 +48,7 @@ def test_metrics_can_be_off(stores, tmp_path, users):
 
 
 def test_a_hostile_sender_cannot_grow_the_labels(stores, tmp_path, users):
-    metrics = Metrics(stores.worklist)
+    metrics = Metrics(stores.jobs, stores.outbox)
     metrics.observe_score({"any": 0.9}, "SOMATOM Force")  # the site's scanner, seen first
     for i in range(1000):
         metrics.observe_score({"any": 0.5}, f"SCANNER-{'x' * (i % 7)}-{chr(65 + i % 26) * (i % 50)}")

@@ -25,7 +25,7 @@ class Clock:
 def serve(stores, tmp_path, users, clock=None, **web):
     config = WebConfig(enabled=True, host="127.0.0.1", port=0, users=users, **web)
     extra = {} if clock is None else {"clock": clock}
-    app = build_app(config, stores.worklist, Metrics(stores.worklist), tmp_path / "results", **extra)
+    app = build_app(config, stores.worklist, stores.outbox, Metrics(stores.jobs, stores.outbox), tmp_path / "results", **extra)
     server = WebServer(app, config).start()
     server.base = f"http://127.0.0.1:{server.port}"
     return server

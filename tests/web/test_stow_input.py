@@ -24,7 +24,7 @@ def node(tmp_path):
     node = start_node(tmp_path, **{
         "assembly.quiet_seconds": 1.0, "web.enabled": True, "web.port": 0,
         "web.users": [{"name": "ann", "password_hash": hash_password(PASSWORD)}]})
-    node.base = f"http://127.0.0.1:{node.triage.web_port}"
+    node.base = f"http://127.0.0.1:{node.web.port}"
     yield node
     node.stop()
 

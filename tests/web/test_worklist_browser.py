@@ -39,7 +39,7 @@ def accession(folder):
 
 
 def sent_notifications(node, count):
-    sent = [n for n in node.triage.worklist.notifications() if n["state"] == "sent"]
+    sent = [n for n in node.outbox.notifications() if n.state == "sent"]
     return sent if len(sent) >= count else None
 
 
@@ -72,7 +72,7 @@ def test_worklist_in_chromium_with_mllp_and_metrics(tmp_path, processes, caplog)
             "notify": {"mllp": {"host": "127.0.0.1", "port": ris.port,
                                 "receiving_application": "RIS"}}})
         node = Node(config).start()
-        base = f"http://127.0.0.1:{node.triage.web_port}"
+        base = f"http://127.0.0.1:{node.web.port}"
         try:
             with playwright.sync_playwright() as pw:
                 browser = pw.chromium.launch_persistent_context(
@@ -141,8 +141,8 @@ def test_worklist_in_chromium_with_mllp_and_metrics(tmp_path, processes, caplog)
             assert str(by_patient["PAT-NORM-42"].segments("OBX")[0](5)) == "routine"
             notes = wait_until(lambda: sent_notifications(node, 2), 30,
                                what="both notifications recorded as sent")
-            assert {n["ack_code"] for n in notes} == {"AA"}
-            ttn = {n["job_id"]: n["time_to_notification_s"] for n in notes}
+            assert {n.ack_code for n in notes} == {"AA"}
+            ttn = {n.job_id: n.time_to_delivery_s for n in notes}
             assert all(t > 0 for t in ttn.values())
 
             scrape = urllib.request.Request(base + "/metrics",

@@ -1,0 +1,15 @@
+"""The registration table: outbox channel name -> the module that carries its rows.
+
+A new destination kind is one module with a `deliver(batch, context)` (channel.Channel) and one
+line here; `destinations[].kind` (results) and the `notify:` channels name these keys."""
+from __future__ import annotations
+
+from ichnode.delivery import dimse, mllp, stow, webhook
+from ichnode.delivery.channel import Channel
+
+CHANNELS: dict[str, Channel] = {
+    "dimse": dimse.deliver,
+    "stow": stow.deliver,
+    "mllp": mllp.deliver,
+    "webhook": webhook.deliver,
+}
