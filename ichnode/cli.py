@@ -25,6 +25,12 @@ def _setup_argparser() -> argparse.ArgumentParser:
 
     serve = with_config(sub.add_parser("serve", help="run the DICOM node"))
     serve.add_argument("--port", type=int, default=None, help="override node.port")
+    serve.add_argument("--role", choices=["single", "receiver", "worker"], default="single",
+                       help="single: the whole node in one process (default); receiver / worker: "
+                            "cluster mode (the cluster: section, ichnode/cluster/)")
+    probe = with_config(sub.add_parser("probe", help="exit 0 when this container's worker is alive "
+                                                     "(Kubernetes liveness and readiness)"))
+    probe.add_argument("role", choices=["worker"])
 
     process = with_config(sub.add_parser("process", help="offline: a folder of DICOM files in, "
                                                          "result objects out"))
@@ -122,18 +128,39 @@ def main(argv: list[str] | None = None) -> int:
     return COMMANDS[args.command](args, config)
 
 
+def _on_stop_signal(stop) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop())
+
+
 def cmd_serve(args, config) -> int:
+    from ichnode.config import require_cluster
     from ichnode.exposure import warn
+
+    if args.role != "single":
+        try:
+            require_cluster(config, args.role)
+        except ConfigError as exc:
+            print(f"ichnode: configuration error: {exc}", file=sys.stderr)
+            return 2
+    if args.role == "worker":
+        from ichnode.cluster.worker import Worker
+
+        worker = Worker(config)
+        _on_stop_signal(worker.stop)
+        print("ichnode worker consuming", flush=True)
+        worker.run()
+        return 0
     from ichnode.node import Node
 
     warn(config)  # listeners beyond loopback with empty allow-lists, unchecked TLS peers
-    node = Node(config).start(port=args.port)
+    node = Node(config, role=args.role).start(port=args.port)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    print(f"ichnode listening as {config.node.ae_title} on port {node.port}", flush=True)
-    if node.triage.web is not None:
-        print(f"worklist at {node.triage.web.scheme}://{config.web.host}:{node.triage.web_port}/",
+    _on_stop_signal(stop.set)
+    role = "" if args.role == "single" else f" ({args.role})"
+    print(f"ichnode listening as {config.node.ae_title} on port {node.port}{role}", flush=True)
+    if node.web is not None:
+        print(f"worklist at {node.web.scheme}://{config.web.host}:{node.web.port}/",
               flush=True)
     stop.wait()
     node.stop()
@@ -236,7 +263,7 @@ def cmd_demo(args, config) -> int:
 def cmd_status(args, config) -> int:
     from ichnode.status import print_status
 
-    if not config.db_path.exists():
+    if not config.cluster.database_url and not config.db_path.exists():
         print(f"no job store at {config.db_path}: the node has not received anything yet")
         return 0
     print_status(config, as_json=args.json)
@@ -293,7 +320,13 @@ def cmd_bench(args, config) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "process": cmd_process, "synth": cmd_synth, "demo": cmd_demo,
+def cmd_probe(args, config) -> int:
+    from ichnode.cluster.worker import probe
+
+    return 0 if probe() else 1
+
+
+COMMANDS = {"serve": cmd_serve, "probe": cmd_probe, "process": cmd_process, "synth": cmd_synth, "demo": cmd_demo,
             "status": cmd_status, "rerun": cmd_rerun, "hash-password": cmd_hash_password,
             "train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench,
             "validate": cmd_validate}
