@@ -15,7 +15,15 @@ Per case: found (at least half the inserted blood volume under the engine's labe
 (engine voxels farther than 2 mm from any truth voxel). The engine also runs on the lesion-free
 (de-enhanced) background: its baseline false-positive volume.
 
+Engines that segment (classical, dense_unet, blast_ct) are scored on their label mask (findings.labels > 0).
+An engine without a mask that regresses a volume (resnet3d_multitask: findings.model_volume_ml) is scored on
+that volume only: its error against the truth; found and false positives are "n/a" (None in the json), and
+on the lesion-free background the regressed volume stands where a mask's FP volume would. ``--weights-dir``
+loads the deep engines' weights from another folder (e.g. var/real3d/<run>) instead of ichnode/weights.
+
     .venv/bin/python benchmarks/real_anatomy.py --split tuning --limit 10 --models classical --out var/real.json
+    .venv/bin/python benchmarks/real_anatomy.py --split confirm --seeds 302 --thickness 5 --models dense_unet \
+        --weights-dir var/real3d/unet --out var/real3d/eval/unet.json
 """
 from __future__ import annotations
 
@@ -70,12 +78,12 @@ def case_specs(split: str, seeds_per_cell: int | None = None, thicknesses=THICKN
     return specs
 
 
-def _init(config_path, models, data_dir):
+def _init(config_path, models, data_dir, weights_dir=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         config = load_config(config_path)
         engine_cfg = config.engine if not models else replace(config.engine, models=tuple(models))
-        _STATE["engine"] = InferenceEngine(build_models(engine_cfg))
+        _STATE["engine"] = InferenceEngine(build_models(engine_cfg, weights_dir=weights_dir))
     _STATE["background"] = prepare_background(load_background_volume(data_dir))
 
 
@@ -101,6 +109,23 @@ def score(truth_frac: np.ndarray, engine_mask: np.ndarray, voxel_ml: float, spac
             "error_pct": 100.0 * (lesion_ml / truth_ml - 1.0), "total_error_pct": 100.0 * (total_ml / truth_ml - 1.0)}
 
 
+def score_volume(truth_frac: np.ndarray, model_ml: float, voxel_ml: float) -> dict:
+    """A regressed volume (no mask) against the truth: error only; found / FP are not defined (None)."""
+    truth_ml = float(truth_frac.sum(dtype=np.float64)) * voxel_ml
+    row = {"truth_ml": truth_ml, "model_volume_ml": model_ml, "engine_lesion_ml": model_ml,
+           "engine_total_ml": model_ml, "found": None, "covered_ml": None, "fp_ml": None}
+    if truth_ml > 0:
+        row["error_pct"] = row["total_error_pct"] = 100.0 * (model_ml / truth_ml - 1.0)
+    return row
+
+
+def score_findings(case, findings) -> dict:
+    """The mask when the engine segments; else its regressed volume (see the module docstring)."""
+    if not findings.segment_classes and findings.model_volume_ml is not None:
+        return score_volume(case.fraction, float(findings.model_volume_ml), case.volume.voxel_ml)
+    return score(case.fraction, findings.labels > 0, case.volume.voxel_ml, case.volume.spacing_mm)
+
+
 def run_case(spec: InsertSpec) -> dict:
     bg, engine = _STATE["background"], _STATE["engine"]
     started = time.perf_counter()
@@ -112,14 +137,36 @@ def run_case(spec: InsertSpec) -> dict:
     row = {"subtype": spec.subtype, "target_ml": spec.volume_ml, "thickness_mm": spec.thickness_mm or "native",
            "seed": spec.seed, "location": case.truth.get("location"), "side": case.truth.get("side"),
            "mirror": spec.mirror, "shift_mm": list(spec.shift_mm),
-           **score(case.fraction, findings.labels > 0, case.volume.voxel_ml, case.volume.spacing_mm),
+           **score_findings(case, findings),
            "make_s": round(made - started, 2), "engine_s": round(time.perf_counter() - made, 2)}
     return row
 
 
 def run_baseline(thickness) -> dict:
     row = run_case(InsertSpec(subtype="none", thickness_mm=thickness))
-    return {"thickness_mm": thickness or "native", "fp_ml": row["fp_ml"], "engine_total_ml": row["engine_total_ml"]}
+    out = {"thickness_mm": thickness or "native", "fp_ml": row["fp_ml"], "engine_total_ml": row["engine_total_ml"],
+           "engine_s": row["engine_s"]}
+    if "model_volume_ml" in row:
+        out["model_volume_ml"] = row["model_volume_ml"]
+    return out
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
+
+
+def _rate(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:.0%}"
+
+
+def _ml(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -130,16 +177,21 @@ def summarise(rows: list[dict]) -> dict:
     for (subtype, target, thick), rs in sorted(groups.items()):
         errs = [r["error_pct"] for r in rs]
         cells.append({"subtype": subtype, "target_ml": target, "thickness_mm": thick, "n": len(rs),
-                      "found_rate": float(np.mean([r["found"] for r in rs])),
+                      "found_rate": _rate([r["found"] for r in rs]),
                       "median_error_pct": float(np.median(errs)),
                       "within_20pct": float(np.mean([abs(e) <= 100 * WITHIN for e in errs])),
-                      "median_fp_ml": float(np.median([r["fp_ml"] for r in rs]))})
+                      "median_fp_ml": _median([r["fp_ml"] for r in rs])})
     big = [r for r in rows if r["target_ml"] >= 10]
     within = {s: float(np.mean([abs(r["error_pct"]) <= 100 * WITHIN for r in big if r["subtype"] == s]))
               for s in SUBTYPES if any(r["subtype"] == s for r in big)}
-    return {"cells": cells, "found_rate_from_5ml": float(np.mean([r["found"] for r in rows if r["target_ml"] >= 5]))
+    return {"cells": cells, "found_rate_from_5ml": _rate([r["found"] for r in rows if r["target_ml"] >= 5])
             if rows else None, "within_20pct_from_10ml": within,
-            "median_fp_ml": float(np.median([r["fp_ml"] for r in rows])) if rows else None}
+            "within_20pct_from_10ml_all": float(np.mean([abs(r["error_pct"]) <= 100 * WITHIN for r in big]))
+            if big else None,
+            "median_error_pct": float(np.median([r["error_pct"] for r in rows])) if rows else None,
+            "median_abs_error_pct": float(np.median([abs(r["error_pct"]) for r in rows])) if rows else None,
+            "median_fp_ml": _median([r["fp_ml"] for r in rows]) if rows else None,
+            "mean_engine_s": float(np.mean([r["engine_s"] for r in rows])) if rows else None}
 
 
 def print_tables(rows, summary, baseline) -> None:
@@ -153,21 +205,28 @@ def print_tables(rows, summary, baseline) -> None:
     for r in rows:
         t.add_row(r["subtype"], f"{r['target_ml']:g}", str(r["thickness_mm"]), str(r["seed"]),
                   f"{r['location']} {r['side']}{' M' if r['mirror'] else ''}", f"{r['truth_ml']:.2f}",
-                  "yes" if r["found"] else "NO", f"{r['engine_lesion_ml']:.2f}", f"{r['error_pct']:+.0f}",
-                  f"{r['engine_total_ml']:.2f}", f"{r['fp_ml']:.2f}", f"{r['make_s'] + r['engine_s']:.0f}")
+                  "n/a" if r["found"] is None else "yes" if r["found"] else "NO", f"{r['engine_lesion_ml']:.2f}",
+                  f"{r['error_pct']:+.0f}", f"{r['engine_total_ml']:.2f}", _ml(r["fp_ml"]),
+                  f"{r['make_s'] + r['engine_s']:.0f}")
     console.print(t)
     s = Table(title="per subtype, volume, slices")
     for col in ("subtype", "mL", "slices", "n", "found", "median err %", "within 20%", "median FP mL"):
         s.add_column(col, justify="right")
     for c in summary["cells"]:
-        s.add_row(c["subtype"], f"{c['target_ml']:g}", c["thickness_mm"], str(c["n"]), f"{c['found_rate']:.0%}",
-                  f"{c['median_error_pct']:+.0f}", f"{c['within_20pct']:.0%}", f"{c['median_fp_ml']:.2f}")
+        s.add_row(c["subtype"], f"{c['target_ml']:g}", c["thickness_mm"], str(c["n"]), _pct(c["found_rate"]),
+                  f"{c['median_error_pct']:+.0f}", f"{c['within_20pct']:.0%}", _ml(c["median_fp_ml"]))
     console.print(s)
-    console.print(f"found rate (from 5 mL): {summary['found_rate_from_5ml']:.0%}   within 20% (>= 10 mL): "
+    console.print(f"found rate (from 5 mL): {_pct(summary['found_rate_from_5ml'])}   within 20% (>= 10 mL): "
                   + ", ".join(f"{k} {v:.0%}" for k, v in summary["within_20pct_from_10ml"].items())
-                  + f"   median FP: {summary['median_fp_ml']:.2f} mL")
+                  + f"   median FP: {_ml(summary['median_fp_ml'])} mL")
+    if summary.get("median_error_pct") is not None:
+        console.print(f"all cases: within 20% (>= 10 mL) {_pct(summary['within_20pct_from_10ml_all'])}   "
+                      f"median error {summary['median_error_pct']:+.0f}% (|error| {summary['median_abs_error_pct']:.0f}%)"
+                      f"   mean engine time {summary['mean_engine_s']:.1f} s per case")
     console.print("baseline (no lesion): " + ", ".join(
-        f"{b['thickness_mm']}: FP {b['fp_ml']:.2f} mL" for b in baseline))
+        f"{b['thickness_mm']}: " + (f"FP {b['fp_ml']:.2f} mL" if b["fp_ml"] is not None
+                                    else f"regressed volume {b['model_volume_ml']:.2f} mL (no mask)")
+        for b in baseline))
 
 
 def main(argv=None) -> int:
@@ -182,6 +241,8 @@ def main(argv=None) -> int:
     ap.add_argument("--thickness", choices=["native", "5"], default=None, help="one slice thickness only")
     ap.add_argument("--subtypes", default=",".join(SUBTYPES))
     ap.add_argument("--volumes", default=",".join(f"{v:g}" for v in VOLUMES), help="mL, e.g. 15,30")
+    ap.add_argument("--weights-dir", type=Path, default=None,
+                    help="deep engines' weights folder (default: ichnode/weights), passed to build_models")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
@@ -197,7 +258,7 @@ def main(argv=None) -> int:
         specs = specs[: args.limit]
     models = [m for m in args.models.split(",") if m] if args.models else None
     started = time.perf_counter()
-    init = (args.config, models, args.data)
+    init = (args.config, models, args.data, args.weights_dir)
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers, initializer=_init, initargs=init) as pool:
             rows = list(pool.map(run_case, specs))
@@ -212,6 +273,7 @@ def main(argv=None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"split": args.split, "models": models, "config": str(args.config),
+                                        "weights_dir": None if args.weights_dir is None else str(args.weights_dir),
                                         "rows": rows, "summary": summary, "baseline": baseline}, indent=1))
     return 0
 
