@@ -14,6 +14,7 @@ import types
 import typing
 import urllib.parse
 from dataclasses import dataclass, field
+from typing import ClassVar
 from importlib import resources
 from pathlib import Path
 
@@ -152,16 +153,29 @@ class ClientTls:
 
 
 @dataclass(frozen=True)
-class Destination:
+class DimseDestination:
+    """kind "dimse" (the default): C-STORE to ae_title@host:port; DICOM TLS with a `tls` block."""
     name: str
-    # kind "dimse": C-STORE to ae_title@host:port; kind "stow": DICOMweb STOW-RS POST to url
-    # (the service root, e.g. http://pacs:8042/dicom-web).
-    ae_title: str = ""
-    host: str = ""
-    port: int = 0
-    kind: str = "dimse"
-    url: str | None = None
-    tls: ClientTls | None = None  # dimse only: DICOM TLS to the destination (stow: an https url)
+    ae_title: str
+    host: str
+    port: int
+    tls: ClientTls | None = None
+    kind: ClassVar[str] = "dimse"
+
+
+@dataclass(frozen=True)
+class StowDestination:
+    """kind "stow": DICOMweb STOW-RS POST to url, the service root (e.g. http://pacs:8042/dicom-web);
+    TLS comes from an https:// url."""
+    name: str
+    url: str
+    kind: ClassVar[str] = "stow"
+
+
+# A destination is one of these, tagged by `kind` in the file; each kind is carried by the outbox
+# channel of the same name (ichnode.delivery.channels).
+Destination = DimseDestination | StowDestination
+DESTINATION_KINDS = {kind.kind: kind for kind in (DimseDestination, StowDestination)}
 
 
 @dataclass(frozen=True)
@@ -398,6 +412,10 @@ def _build(cls, raw, source: str, prefix: str):
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(known))})")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in raw
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{source}: {prefix}{missing[0]}: required")
     values = {}
     for f in dataclasses.fields(cls):
         if f.name in raw:
@@ -408,7 +426,21 @@ def _build(cls, raw, source: str, prefix: str):
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'top level'}: {exc}") from exc
 
 
+def _build_destination(raw, source: str, key: str) -> Destination:
+    """The destination class its `kind` names (default dimse), built from the other keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {key}: expected a mapping, got {raw!r}")
+    kind = raw.get("kind", "dimse")
+    if kind not in DESTINATION_KINDS:
+        raise ConfigError(f"{source}: {key}.kind: must be one of {', '.join(DESTINATION_KINDS)} (got {kind!r})")
+    if kind == "stow" and "tls" in raw:
+        raise ConfigError(f"{source}: {key}.tls: a stow destination gets TLS from an https:// url")
+    return _build(DESTINATION_KINDS[kind], {k: v for k, v in raw.items() if k != "kind"}, source, key + ".")
+
+
 def _convert(tp, value, source: str, key: str):
+    if tp == Destination:
+        return _build_destination(value, source, key)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -449,25 +481,18 @@ def _convert(tp, value, source: str, key: str):
     raise ConfigError(f"{source}: {key}: unsupported type {tp}")
 
 
-DESTINATION_KINDS = ("dimse", "stow")
 
 
 def _check_destination(dest: Destination, key: str, bad, check_aet) -> None:
-    if dest.kind not in DESTINATION_KINDS:
-        raise bad(f"{key}.kind", dest.kind, f"must be one of {', '.join(DESTINATION_KINDS)}")
-    if dest.kind == "dimse":
+    if isinstance(dest, DimseDestination):
         check_aet(f"{key}.ae_title", dest.ae_title)
         if not dest.host:
             raise bad(f"{key}.host", dest.host, "a dimse destination needs a host")
         if not 1 <= dest.port <= 65535:
             raise bad(f"{key}.port", dest.port, "must be 1..65535")
-        if dest.url is not None:
-            raise bad(f"{key}.url", dest.url, "only a stow destination has a url")
         _check_client_tls(dest.tls, f"{key}.tls", bad)
         return
-    if dest.tls is not None:
-        raise bad(f"{key}.tls", dest.tls, "a stow destination gets TLS from an https:// url")
-    parsed = urllib.parse.urlsplit(dest.url or "")
+    parsed = urllib.parse.urlsplit(dest.url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise bad(f"{key}.url", dest.url, "a stow destination needs an http(s) URL with a host, "
                                           "e.g. http://pacs:8042/dicom-web")
@@ -477,9 +502,6 @@ def _check_destination(dest: Destination, key: str, bad, check_aet) -> None:
         parsed.port
     except ValueError:
         raise bad(f"{key}.url", dest.url, "the port must be 1..65535") from None
-    if dest.host or dest.port:
-        raise bad(f"{key}.host" if dest.host else f"{key}.port", dest.host or dest.port,
-                  "a stow destination is given by its url only")
 
 
 def _check_client_tls(tls: ClientTls | None, key: str, bad) -> None:

@@ -12,7 +12,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from rich.console import Console
 from rich.table import Table
 
-from ichnode.config import Destination, load_config
+from ichnode.config import DimseDestination, load_config
 from ichnode.dicom.sender import describe, send
 from ichnode.loopback import wait_until
 from ichnode.node import Node
@@ -60,7 +60,7 @@ def run_demo(workdir: Path, subtypes: list[str], timeout_s: float = 600,
             files = sorted(folder.glob("*.dcm"))
             start = time.perf_counter()
             send([describe(p) for p in files],
-                 Destination("node", config.node.ae_title, "127.0.0.1", node.port),
+                 DimseDestination("node", config.node.ae_title, "127.0.0.1", node.port),
                  calling_aet="DEMOSCU", timeout_s=60, on_sent=lambda uid: None)
             print(f"sent {subtype}: {len(files)} slices in {time.perf_counter() - start:.2f} s")
         def finished():

@@ -1,7 +1,7 @@
 """A late instance after completion re-opens the series; the new analysis supersedes the old one."""
 import pydicom
 
-from ichnode.config import Destination, load_config
+from ichnode.config import DimseDestination, load_config
 from ichnode.dicom.sender import describe, send
 from ichnode.node import Node
 from ichnode.store.jobs import JobState
@@ -18,7 +18,7 @@ def test_late_instance_triggers_a_superseding_analysis(tmp_path):
         "destinations": [], "assembly.quiet_seconds": 1.0, "assembly.expected_count": 10_000,
         "spool.prepared_slots": 0})  # small test images never use the slots
     node = Node(config).start()
-    target = Destination("node", "ICHNODE", "127.0.0.1", node.port)
+    target = DimseDestination("node", "ICHNODE", "127.0.0.1", node.port)
     try:
         send([describe(p) for p in early], target, calling_aet="TEST", timeout_s=30,
              on_sent=lambda uid: None)

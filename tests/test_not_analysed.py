@@ -6,7 +6,7 @@ import sys
 import pydicom
 import pytest
 
-from ichnode.config import Destination, load_config
+from ichnode.config import DimseDestination, load_config
 from ichnode.dicom.sender import describe, send
 from ichnode.node import Node
 from ichnode.results.read import sr_texts
@@ -36,7 +36,7 @@ def node_run(tmp_path_factory):
             folder = tmp / name
             write_series(folder, spec)
             send([describe(p) for p in sorted(folder.glob("*.dcm"))],
-                 Destination("node", "ICHNODE", "127.0.0.1", node.port), calling_aet="TEST",
+                 DimseDestination("node", "ICHNODE", "127.0.0.1", node.port), calling_aet="TEST",
                  timeout_s=30, on_sent=lambda uid: None)
         wait_until(lambda: len(node.store.jobs((JobState.DONE, JobState.FAILED))) == len(CASES),
                    120, what="all jobs to finish")

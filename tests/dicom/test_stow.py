@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ichnode.config import Destination, load_config
+from ichnode.config import StowDestination, load_config
 from ichnode.dicom.sender import describe
 from ichnode.dicom.stow import send_stow
 from ichnode.errors import ConfigError, SendError
@@ -20,7 +20,8 @@ def test_stow_destination_loads(tmp_path):
                     "  - {name: dimse, ae_title: PACS, host: pacs, port: 104}\n")
     web, dimse = load_config(path).destinations
     assert (web.kind, web.url) == ("stow", "http://pacs.example:8042/dicom-web")
-    assert (dimse.kind, dimse.url) == ("dimse", None)
+    assert (dimse.kind, dimse.ae_title, dimse.host, dimse.port) == ("dimse", "PACS", "pacs", 104)
+    assert not hasattr(web, "port") and not hasattr(dimse, "url")  # one record per kind
 
 
 @pytest.mark.parametrize("entry, key", [
@@ -65,7 +66,7 @@ def test_send_stow_stores_every_instance(tmp_path, orthanc_web):
     orthanc = orthanc_web()
     items = [describe(p) for p in _slices(tmp_path / "series", 4, 64)]
     sent = []
-    send_stow(items, Destination("web", kind="stow", url=orthanc.dicomweb_url), timeout_s=30,
+    send_stow(items, StowDestination("web", url=orthanc.dicomweb_url), timeout_s=30,
               on_sent=sent.append)
     assert sorted(sent) == sorted(i.sop_uid for i in items)
     stored = {orthanc.get(f"/instances/{i}")["MainDicomTags"]["SOPInstanceUID"]
@@ -80,7 +81,7 @@ def test_send_stow_records_only_what_the_response_references(tmp_path, orthanc_w
     items = [describe(p) for p in _slices(tmp_path / "series", 3, 512)]
     sent = []
     with pytest.raises(SendError, match="instance"):
-        send_stow(items, Destination("web", kind="stow", url=orthanc.dicomweb_url), timeout_s=30,
+        send_stow(items, StowDestination("web", url=orthanc.dicomweb_url), timeout_s=30,
                   on_sent=sent.append)
     stored = {orthanc.get(f"/instances/{i}")["MainDicomTags"]["SOPInstanceUID"]
               for i in orthanc.get("/instances")}
@@ -91,7 +92,7 @@ def test_send_stow_records_only_what_the_response_references(tmp_path, orthanc_w
 def test_send_stow_unreachable_raises_send_error(tmp_path):
     items = [describe(p) for p in _slices(tmp_path / "series", 1, 32)]
     sent = []
-    dest = Destination("web", kind="stow", url=f"http://127.0.0.1:{free_port()}/dicom-web")
+    dest = StowDestination("web", url=f"http://127.0.0.1:{free_port()}/dicom-web")
     with pytest.raises(SendError, match="web"):
         send_stow(items, dest, timeout_s=5, on_sent=sent.append)
     assert sent == []

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ichnode.audit import read_audit
-from ichnode.config import ClientTls, Destination, MllpConfig, NotifyConfig, load_config
+from ichnode.config import ClientTls, DimseDestination, MllpConfig, NotifyConfig, load_config
 from ichnode.dicom.sender import describe, send
 from ichnode.errors import ConfigError, SendError
 from ichnode.store.jobs import JobState
@@ -101,7 +101,7 @@ def test_results_arrive_over_mutual_tls_and_only_over_it(tmp_path, pki, processe
     items, sent = _instances(tmp_path), []
 
     def deliver(tls):
-        send(items, Destination("pacs", "DEST", "127.0.0.1", port, tls=tls), calling_aet="ICHNODE",
+        send(items, DimseDestination("pacs", "DEST", "127.0.0.1", port, tls=tls), calling_aet="ICHNODE",
              timeout_s=10, on_sent=sent.append)
 
     with pytest.raises(SendError, match=r"127\.0\.0\.1:\d+\) rejected"):
