@@ -60,6 +60,7 @@ class Worker:
         self._stop.set()
 
     def close(self) -> None:
+        self.processing.dispatcher.stop()  # its thread pool (the worker sends from its own thread)
         self.publisher.close()
         self.processing.triage.close()
         self.outbox.close()
