@@ -22,10 +22,7 @@ Augmentation (training only, the same for all three): random horizontal flip and
 [-15, 15] degrees (seed 001's rotation), bilinear, border padding. No ImageNet pretraining (none is
 shipped or reachable); every network starts from its random initialisation.
 
-Checkpoints (``checkpoint.pt``, written atomically after every epoch) hold the model, optimiser and
-scheduler state, the number of finished epochs, the RNG states (torch CPU, CUDA when present, Python's
-``random`` and the data-order/augmentation generator) and the per-epoch history, so an interrupted run
-resumes bit-for-bit where it stopped. They load with ``torch.load(weights_only=True)``.
+The epochs and their resumable checkpoints are the one training loop's (``ichnode.training.loop``).
 
 CUDA is used when available, the CPU otherwise; on the CPU call ``torch.set_num_threads`` first.
 """
@@ -35,12 +32,9 @@ import argparse
 import hashlib
 import json
 import math
-import os
-import random
 import shlex
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,26 +46,16 @@ from torch import nn
 
 from ichnode.models.registry import ModelSpec, get
 from ichnode.training.cards import write_card
+from ichnode.training.loop import (Log, default_device, jsonable, open_run, print_line, run_epochs, save_atomic,
+                                   seeded_model)
 from ichnode.training.metrics import classification_metrics
 from ichnode.training.png_dataset import PngSet, load_png_set
 from ichnode.training.recipes import Recipe, recipe_for, untrained_head_flags
-
-CHECKPOINT = "checkpoint.pt"
-Log = Callable[[str], None]
-
-
-def _print(line: str) -> None:
-    print(line, flush=True)
-
 
 def model_overrides(spec: ModelSpec, image_size: int) -> dict[str, Any]:
     """Configuration changes needed for ``image_size`` (the registry's ``size_option``: a ViT's position
     embedding is bound to the input size)."""
     return {spec.size_option: int(image_size)} if spec.size_option else {}
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # ---------------------------------------------------------------------------------------- losses
@@ -110,50 +94,6 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, max_degrees: floa
     theta = theta.to(x.device, x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-# ------------------------------------------------------------------------------------ checkpoints
-def _rng_state(generator: torch.Generator) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "data": generator.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["data"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def resume_state(ckpt: Path | None, resume: bool, meta: dict, model: nn.Module, optimizer,
-                 generator: torch.Generator, log: Log, name: str,
-                 scheduler=None) -> tuple[list[dict[str, Any]], int]:
-    """(history, epochs done) restored from ckpt when it holds this same run (meta); ([], 0) when
-    there is none or resume is off. Model, optimiser, scheduler and RNG states are restored in place."""
-    if ckpt is None or not ckpt.exists() or not resume:
-        return [], 0
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    if state["meta"] != meta:
-        raise ValueError(f"{ckpt} belongs to a different run (model/config/seed/data differ); "
-                         "delete it or pass resume=False")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state.get("scheduler") is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    _set_rng_state(state["rng"], generator)
-    start = int(state["epoch"])
-    log(f"{name}: resumed from {ckpt} after epoch {start}")
-    return list(state["history"]), start
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _ids_digest(ids: list[str]) -> str:
@@ -197,7 +137,7 @@ def fit(
     resume: bool = True,
     val: PngSet | None = None,
     device: torch.device | None = None,
-    log: Log | None = _print,
+    log: Log | None = print_line,
     tag: str = "",
     config_overrides: dict[str, Any] | None = None,
 ) -> FitResult:
@@ -219,88 +159,50 @@ def fit(
 
     overrides = {**(config_overrides or {}), **model_overrides(spec, train.image_size)}
     config = spec.config(small, **overrides)
-    torch.manual_seed(seed)
-    random.seed(seed)
-    model = spec.builder(**config).to(device)
-    generator = torch.Generator().manual_seed(seed + 1)
-    if recipe.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    elif recipe.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
-    else:
-        raise ValueError(recipe.optimizer)
-    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, recipe.step_size, recipe.gamma)
-                 if recipe.step_size else None)
-    meta = {"model": spec.name, "version": spec.version, "config": _jsonable(config), "seed": seed,
+    model = seeded_model(spec, config, seed, device)
+    meta = {"model": spec.name, "version": spec.version, "config": jsonable(config), "seed": seed,
             "image_size": train.image_size, "train_ids": _ids_digest(train.ids), "recipe": asdict(recipe)}
-
-    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    history, start = resume_state(ckpt, resume, meta, model, optimizer, generator, log,
-                                  f"{tag}{spec.name}", scheduler)
+    run = open_run(f"{tag}{spec.name}", model, optimizer=recipe.optimizer, lr=recipe.lr,
+                   momentum=recipe.momentum, seed=seed, meta=meta, checkpoint_dir=checkpoint_dir,
+                   resume=resume, log=log,
+                   scheduler=(lambda opt: torch.optim.lr_scheduler.StepLR(opt, recipe.step_size, recipe.gamma))
+                   if recipe.step_size else None)
 
     x_all = torch.from_numpy(train.inputs)
     y_all = torch.from_numpy(train.labels)
     n = len(train)
     n_params = sum(p.numel() for p in model.parameters())
-    if start == 0:
+    if run.start == 0:
         log(f"{tag}{spec.name}: {n_params:,} parameters, {n} training images at {train.image_size} px, "
             f"{recipe.optimizer} lr {recipe.lr:g}, batch {recipe.batch_size}, {epochs} epochs, device {device}")
-    for epoch in range(start, epochs):
-        t0 = time.monotonic()
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        total, probs, labels = 0.0, [], []
-        for i in range(0, n, recipe.batch_size):
-            idx = order[i : i + recipe.batch_size]
-            x, y = x_all[idx], y_all[idx]
-            if recipe.augment:
-                x = augment_batch(x, generator)
-            x, y = x.to(device), y.to(device)
-            out = model(x)
-            loss = compute_loss(recipe, out, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
-            probs.append(spec.heads.hemorrhage(out).detach().cpu())
-            labels.append(y.cpu())
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
+    probs: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x, y = x_all[idx], y_all[idx]
+        if recipe.augment:
+            x = augment_batch(x, run.generator)
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        probs.append(spec.heads.hemorrhage(out).detach().cpu())
+        labels.append(y.cpu())
+        return compute_loss(recipe, out, y)
+
+    def epoch_metrics(model: nn.Module) -> tuple[dict[str, Any], str]:
         train_m = classification_metrics(torch.cat(labels).numpy(), torch.cat(probs).numpy())
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "loss": total / n,
-                               **{f"train_{k}": train_m[k] for k in ("accuracy", "auc")}}
-        line = (f"{tag}{spec.name} epoch {epoch + 1}/{epochs} lr {lr:.2g} loss {total / n:.4f} "
-                f"train acc {train_m['accuracy']:.3f}")
+        probs.clear()
+        labels.clear()
+        columns = {f"train_{k}": train_m[k] for k in ("accuracy", "auc")}
+        text = f" train acc {train_m['accuracy']:.3f}"
         if val is not None and len(val):
-            vp = predict(model, spec, val.inputs, device=device)
-            vm = classification_metrics(val.labels, vp)
-            row.update({f"val_{k}": vm[k] for k in ("accuracy", "sensitivity", "specificity", "auc")})
-            line += f" | val {_fmt_metrics(vm)}"
-        row["seconds"] = time.monotonic() - t0
-        history.append(row)
-        log(f"{line} | {row['seconds']:.1f} s")
-        if ckpt is not None:
-            _save_atomic({
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "epoch": epoch + 1,
-                "rng": _rng_state(generator),
-                "history": history,
-                "meta": meta,
-            }, ckpt)
-    model.eval()
-    return FitResult(model, history, config, start)
+            vm = classification_metrics(val.labels, predict(model, spec, val.inputs, device=device))
+            columns.update({f"val_{k}": vm[k] for k in ("accuracy", "sensitivity", "specificity", "auc")})
+            text += f" | val {_fmt_metrics(vm)}"
+        return columns, text
 
-
-def _jsonable(obj: Any) -> Any:
-    """Tuples -> lists, recursively (configs hold tuples; JSON and the checkpoint meta want lists)."""
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
+    run_epochs(run, n=n, batch_size=recipe.batch_size, epochs=epochs, batch_loss=batch_loss, log=log,
+               epoch_metrics=epoch_metrics)
+    return FitResult(model, run.history, config, run.start)
 
 
 def write_sidecar(weights: Path, fields: dict) -> None:
@@ -313,7 +215,7 @@ def run_fields(history: list[dict], recipe, *, epochs: int, seed: int, n_train: 
                n_phantoms: int, command: str | None) -> dict:
     """The sidecar's account of a training run on synthetic phantoms (segment.py, regress3d.py)."""
     return {"epochs": epochs, "train_seed": seed, "n_train": n_train, "n_phantoms": n_phantoms,
-            "recipe": asdict(recipe), "history": _jsonable(history), "command": command,
+            "recipe": asdict(recipe), "history": jsonable(history), "command": command,
             "train_seconds": round(sum(h["seconds"] for h in history), 1)}
 
 
@@ -332,7 +234,7 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     """State dict (CPU, float32) loadable with ``torch.load(path, weights_only=True)``."""
     path = Path(path)
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    _save_atomic(state, path)
+    save_atomic(state, path)
     return path
 
 
@@ -350,7 +252,7 @@ def train_classifier(
     cv_report: str | None = None,
     command: str | None = None,
     checkpoint_dir: str | Path | None = None,
-    log: Log | None = _print,
+    log: Log | None = print_line,
 ) -> Path:
     """Train ``model_name`` on every labelled image in ``data_dir``; write into ``out_dir``:
     ``<name>.pt`` (state dict), ``<name>.json`` (build configuration and
@@ -369,7 +271,7 @@ def train_classifier(
     overrides = model_overrides(spec, image_size)
     sidecar = {
         "model": spec.name, "seed": spec.seed, "version": spec.version, "small": small,
-        "overrides": _jsonable(overrides), "config": _jsonable(result.config), "image_size": image_size,
+        "overrides": jsonable(overrides), "config": jsonable(result.config), "image_size": image_size,
         "input": "head-ct-png grey levels -> HU (png_dataset.grey_to_hu), then "
                  + input_description(spec, (image_size, image_size)),
         "output": spec.heads.hemorrhage.meaning,

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from ichnode.models.registry import get
-from ichnode.training.classify import Log, _print, default_device, fit, model_overrides, predict
+from ichnode.training.classify import fit, model_overrides, predict
+from ichnode.training.loop import Log, default_device, jsonable, print_line
 from ichnode.training.recipes import RECIPES
 from ichnode.training.metrics import CLASSIFICATION_KEYS, classification_metrics, roc_curve, summarize
 from ichnode.training.plots import roc_png
@@ -70,7 +71,7 @@ def crossvalidate(
     work_dir: str | Path | None = None,
     resume: bool = True,
     command: str | None = None,
-    log: Log | None = _print,
+    log: Log | None = print_line,
 ) -> dict[str, Any]:
     """Run the cross-validation, write the report files into ``out_dir`` and return the metrics dict
     (``per_fold``, ``summary`` = mean/SD over folds, ``pooled`` = out-of-fold metrics over all images)."""
@@ -111,7 +112,7 @@ def crossvalidate(
     wall = time.monotonic() - t0
     metrics = {
         "model": spec.name, "seed_paper": spec.seed, "version": spec.version, "small": small,
-        "config": _plain(config), "overrides": _plain(model_overrides(spec, image_size)),
+        "config": jsonable(config), "overrides": jsonable(model_overrides(spec, image_size)),
         "image_size": image_size, "epochs": epochs, "folds": folds, "split_seed": seed,
         "recipe": asdict(recipe), "n_images": len(data),
         "n_positive": int(data.labels.sum()), "per_fold": per_fold, "summary": summary, "pooled": pooled,
@@ -137,14 +138,6 @@ def crossvalidate(
     log(f"{spec.name}: {folds}-fold CV done in {wall:.0f} s; mean acc {summary['accuracy']['mean']:.3f} "
         f"auc {summary['auc']['mean']:.3f}; report {out_dir / 'report.md'}")
     return metrics
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def _json_default(obj: Any) -> Any:

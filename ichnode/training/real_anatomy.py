@@ -60,7 +60,8 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from ichnode.models.registry import ModelSpec, get
-from ichnode.training.classify import _print, default_device, fit, predict, save_weights, write_sidecar
+from ichnode.training.classify import fit, predict, save_weights, write_sidecar
+from ichnode.training.loop import default_device, print_line
 from ichnode.training.crossval import stratified_folds
 from ichnode.training.metrics import classification_metrics
 from ichnode.training.png_dataset import PngSet, load_png_set
@@ -138,7 +139,7 @@ def select_slices(hu: np.ndarray, fraction: np.ndarray | None, spacing_mm, *,
     return pos, neg
 
 
-def _spread(idx: np.ndarray, k: int) -> np.ndarray:
+def spread_evenly(idx: np.ndarray, k: int) -> np.ndarray:
     """At most k indices, evenly spread over idx."""
     if k <= 0 or idx.size <= k:
         return idx if k > 0 else idx[:0]
@@ -210,7 +211,7 @@ def bank_from_volume(hu: np.ndarray, fraction: np.ndarray | None, spacing_mm, na
                      max_per_case: int = 8, size: int = STORE_SIZE, **select) -> SliceBank:
     """Positives and negatives of one volume (at most max_per_case of each), shrunk to size px."""
     pos, neg = select_slices(hu, fraction, spacing_mm, **select)
-    pos, neg = _spread(pos, max_per_case), _spread(neg, max_per_case)
+    pos, neg = spread_evenly(pos, max_per_case), spread_evenly(neg, max_per_case)
     idx = np.concatenate([pos, neg]).astype(np.int64)
     labels = np.concatenate([np.ones(pos.size, np.int64), np.zeros(neg.size, np.int64)])
     area = (blood_area_mm2(fraction, spacing_mm)[idx] if fraction is not None else np.zeros(idx.size))
@@ -240,7 +241,7 @@ def background_banks(bg, *, native_step: int = 8, size: int = STORE_SIZE, **sele
 
 def generate(seeds, out: str | Path, *, data_dir: str | Path = CQ500, native_every: int = 4,
              max_per_case: int = 8, with_background: bool = True, size: int = STORE_SIZE,
-             background=None, paired_negatives: bool = False, log=_print) -> SliceBank:
+             background=None, paired_negatives: bool = False, log=print_line) -> SliceBank:
     """Insert one lesion per seed into the real background, cut slices, cache them in ``out`` (.npz)."""
     from ichnode.synth.insert import load_background_volume, make_case, prepare_background
 
@@ -396,7 +397,7 @@ def _fit(cfg: RunConfig, train: PngSet, work: Path, tag: str, log):
 
 def crossvalidate(cfg: RunConfig, real: SliceBank, out: str | Path, *, data_dir: str | Path = HEAD_CT_PNG,
                   folds: int = 5, heldout: SliceBank | None = None, command: str | None = None,
-                  log=_print) -> dict:
+                  log=print_line) -> dict:
     """head-ct-png k-fold CV (crossval.stratified_folds, split seed 0) with the real-anatomy slices added
     to every fold's training part; the PNG test fold is never trained on. Threshold 0.5 on the folds."""
     spec = get(cfg.model)
@@ -441,7 +442,7 @@ def crossvalidate(cfg: RunConfig, real: SliceBank, out: str | Path, *, data_dir:
 
 
 def train_final(cfg: RunConfig, real: SliceBank, out: str | Path, *, data_dir: str | Path = HEAD_CT_PNG,
-                command: str | None = None, log=_print) -> Path:
+                command: str | None = None, log=print_line) -> Path:
     """Train on all head-ct-png images + all real-anatomy training slices; write ``<name>.pt`` + ``.json``
     (loadable by ``ichnode.infer.deep.load_weights(name, out)``) with the threshold chosen on the training
     data (balanced accuracy on the final model's own un-augmented training inputs)."""
@@ -477,7 +478,7 @@ def load_model(name: str, weights_dir: str | Path):
 
 
 def evaluate(name: str, weights_dir: str | Path, heldout: SliceBank, *, threshold: float | None = None,
-             data_dir: str | Path = CQ500, log=_print) -> dict:
+             data_dir: str | Path = CQ500, log=print_line) -> dict:
     """Figures of one weights folder: held-out real-anatomy slices, and the real CQ500-CT-0 series as
     acquired (contrast-enhanced, read negative by 2 of 3): the share of its brain slices over threshold."""
     from ichnode.infer.deep import aggregate

@@ -43,8 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from ichnode.models.registry import get
-from ichnode.training.classify import _jsonable, _print, input_description, save_weights, write_sidecar
-from ichnode.training.real_anatomy import CQ500, MIN_TISSUE_MM2, _spread, case_specs, tissue_area_mm2
+from ichnode.training.classify import input_description, save_weights, write_sidecar
+from ichnode.training.loop import jsonable, print_line
+from ichnode.training.real_anatomy import CQ500, MIN_TISSUE_MM2, spread_evenly, case_specs, tissue_area_mm2
 from ichnode.training.synthetic import SEG_CLASSES, SUBTYPE_CLASS, SliceSet, VolumeSet
 
 IMAGE_SIZE = 128
@@ -83,9 +84,9 @@ def case_slices(hu: np.ndarray, fraction: np.ndarray, subtype: str, spacing_mm, 
     to_input = get("dense_unet").input.hu_to_input
     labels = fraction_labels(fraction, subtype, image_size)
     area = labels.reshape(len(labels), -1).astype(bool).sum(axis=1)
-    pos = _spread(np.flatnonzero(area > 0), max_positive)
+    pos = spread_evenly(np.flatnonzero(area > 0), max_positive)
     clean = (np.asarray(fraction).reshape(len(fraction), -1).max(axis=1) == 0) & _brain(hu, spacing_mm)
-    neg = _spread(np.flatnonzero(clean), case_negatives)
+    neg = spread_evenly(np.flatnonzero(clean), case_negatives)
     idx = np.concatenate([pos, neg]).astype(np.int64)
     xs = [to_input(hu[idx], (image_size, image_size)).array] if idx.size else []
     ys = [labels[idx]]
@@ -112,7 +113,7 @@ def background_grids(bg):
 
 def build_sets(seeds, out: str | Path, *, data_dir: str | Path = CQ500, image_size: int = IMAGE_SIZE,
                input_size=INPUT_SIZE, max_positive: int = 8, case_negatives: int = 2, background=None,
-               z_slab=None, log=_print) -> dict:
+               z_slab=None, log=print_line) -> dict:
     """Generate the cases of ``seeds``, cut the U-Net slices and the ResNet volumes, save to ``out`` (.npz).
     ``z_slab`` (test only) keeps that slice range of the background."""
     from ichnode.synth.insert import load_background_volume, make_case, prepare_background
@@ -210,7 +211,7 @@ def _data_line(meta: dict, n: int, what: str) -> str:
 
 
 def train_unet(sets: str | Path, out: str | Path, *, work: str | Path, epochs: int, seed: int = 0,
-               command: str | None = None, log=_print) -> Path:
+               command: str | None = None, log=print_line) -> Path:
     """Dense U-Net with the shipped recipe (``ichnode/weights/dense_unet.json``: Adam lr 1e-3, width 0.5)."""
     from ichnode.training.segment import SegRecipe, fit_segmenter
 
@@ -223,19 +224,19 @@ def train_unet(sets: str | Path, out: str | Path, *, work: str | Path, epochs: i
     overrides = {k: v for k, v in result.config.items() if spec.small.get(k) != v}
     write_sidecar(weights, {
         "model": spec.name, "seed": spec.seed, "version": spec.version, "small": True,
-        "overrides": _jsonable(overrides), "config": _jsonable(result.config), "image_size": seg.image_size,
+        "overrides": jsonable(overrides), "config": jsonable(result.config), "image_size": seg.image_size,
         "classes": list(seg.classes), "input": input_description(spec, (seg.image_size,) * 2),
         "output": "seg_logits (B, C, S, S); sigmoid per class; label = argmax class where its p >= 0.5",
         "data": _data_line(meta, len(seg), "slices"), "sets": str(sets),
         "epochs": epochs, "train_seed": seed, "n_train": len(seg), "recipe": asdict(recipe),
-        "history": _jsonable(result.history), "command": command,
+        "history": jsonable(result.history), "command": command,
         "train_seconds": round(sum(h["seconds"] for h in result.history), 1),
         "research_only": "trained on synthetic blood in one real background; not shipped"})
     return weights
 
 
 def train_resnet(sets: str | Path, out: str | Path, *, work: str | Path, epochs: int, seed: int = 0,
-                 command: str | None = None, log=_print) -> Path:
+                 command: str | None = None, log=print_line) -> Path:
     """3D ResNet volume head with the shipped recipe (``resnet3d_multitask.json``: SGD lr 1e-4, momentum 0.9,
     batch 8, flip; batch-norm statistics re-estimated after the last epoch)."""
     from ichnode.training.recipes import untrained_head_flags
@@ -248,14 +249,14 @@ def train_resnet(sets: str | Path, out: str | Path, *, work: str | Path, epochs:
     overrides = {k: v for k, v in result.config.items() if spec.small.get(k) != v}
     write_sidecar(weights, {
         "model": spec.name, "seed": spec.seed, "version": spec.version, "small": True,
-        "overrides": _jsonable(overrides), "config": _jsonable(result.config), "input_size": list(vol.input_size),
+        "overrides": jsonable(overrides), "config": jsonable(result.config), "input_size": list(vol.input_size),
         "input": input_description(spec, vol.input_size),
         "output": f"{spec.heads.volume.meaning}; prognosis_logit UNTRAINED (no outcome labels): not reported",
         **untrained_head_flags(spec),
         "data": _data_line(meta, len(vol), f"volumes ({int((vol.volume_ml > 0).sum())} with blood, "
                            f"{float(vol.volume_ml.max()):.1f} mL max)"), "sets": str(sets),
         "epochs": epochs, "train_seed": seed, "n_train": len(vol), "recipe": asdict(RECIPE),
-        "history": _jsonable(result.history), "command": command,
+        "history": jsonable(result.history), "command": command,
         "train_seconds": round(sum(h["seconds"] for h in result.history), 1),
         "research_only": "trained on synthetic blood in one real background; not shipped"})
     return weights

@@ -14,13 +14,12 @@ with, ``ichnode.models.inputs``): window [40, 110] HU -> [0, 1], blank border cr
 ``input_size`` (default 32 x 64 x 64 for the CPU budget; the paper uses 32 x 224 x 224). Augmentation:
 random left-right flip.
 
-Checkpoints as in ``ichnode.training.classify`` (atomic, every epoch, resumable, ``weights_only=True``).
+Epochs and resumable checkpoints: the one training loop (``ichnode.training.loop``).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
-import random
 import shlex
 import sys
 import time
@@ -35,9 +34,8 @@ from torch import nn
 
 from ichnode.models.registry import get
 from ichnode.models.resnet3d_multitask import cbrt_mm_to_ml, ml_to_cbrt_mm
-from ichnode.training.classify import (CHECKPOINT, Log, _jsonable, _print, _rng_state, _save_atomic,
-                                       default_device, input_description, resume_state, run_fields,
-                                       save_weights, write_sidecar)
+from ichnode.training.classify import input_description, run_fields, save_weights, write_sidecar
+from ichnode.training.loop import Log, default_device, jsonable, open_run, print_line, run_epochs, seeded_model
 from ichnode.training.recipes import untrained_head_flags
 from ichnode.training.synthetic import VolumeSet, build_volume_set, sample_specs
 
@@ -120,7 +118,7 @@ def fit_volume_regressor(
     small: bool = True,
     val: VolumeSet | None = None,
     device: torch.device | None = None,
-    log: Log | None = _print,
+    log: Log | None = print_line,
     overrides: dict[str, Any] | None = None,
 ) -> RegFitResult:
     spec = get("resnet3d_multitask")
@@ -129,67 +127,44 @@ def fit_volume_regressor(
     if epochs < 1 or len(train) == 0:
         raise ValueError("need epochs >= 1 and a non-empty training set")
     config = spec.config(small, **(overrides or {}))
-    torch.manual_seed(seed)
-    random.seed(seed)
-    model = spec.builder(**config).to(device)
+    model = seeded_model(spec, config, seed, device)
     y_all = ml_to_cbrt_mm(torch.from_numpy(train.volume_ml))
     with torch.no_grad():
         model.volume_head.bias.fill_(float(y_all.mean()))
-    generator = torch.Generator().manual_seed(seed + 1)
-    if recipe.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr,
-                                                           momentum=recipe.momentum)
-    elif recipe.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    else:
-        raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
     digest = hashlib.sha256(train.inputs.tobytes()[:1 << 20] + train.volume_ml.tobytes()).hexdigest()[:16]
-    meta = {"model": spec.name, "version": spec.version, "config": _jsonable(config), "seed": seed,
+    meta = {"model": spec.name, "version": spec.version, "config": jsonable(config), "seed": seed,
             "input_size": list(train.input_size), "data": digest, "n": len(train), "recipe": asdict(recipe)}
-    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    history, start = resume_state(ckpt, resume, meta, model, optimizer, generator, log, "resnet3d_multitask")
+    run = open_run("resnet3d_multitask", model, optimizer=recipe.optimizer, lr=recipe.lr, momentum=recipe.momentum,
+                   seed=seed, meta=meta, checkpoint_dir=checkpoint_dir, resume=resume, log=log)
     x_all = torch.from_numpy(train.inputs)
     death = torch.full((len(train),), -1, dtype=torch.long)  # phantoms have no outcome labels
     n = len(train)
-    if start == 0:
+    if run.start == 0:
         log(f"resnet3d_multitask: {sum(p.numel() for p in model.parameters()):,} parameters, {n} volumes at "
             f"{'x'.join(map(str, train.input_size))}, {recipe.optimizer} lr {recipe.lr:g}, batch "
             f"{recipe.batch_size}, {epochs} epochs, device {device}")
-    for epoch in range(start, epochs):
-        t0 = time.monotonic()
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        total = 0.0
-        for i in range(0, n, recipe.batch_size):
-            idx = order[i:i + recipe.batch_size]
-            x = x_all[idx]
-            if recipe.flip:
-                flip = torch.rand(len(idx), generator=generator) < 0.5
-                x = torch.where(flip[:, None, None, None, None], x.flip(-1), x)
-            out = model(x.to(device))
-            loss = multitask_loss(out, y_all[idx].to(device), death[idx].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": recipe.lr, "loss": total / n}
-        line = f"resnet3d_multitask epoch {epoch + 1}/{epochs} loss {total / n:.4f}"
-        if val is not None and len(val):
-            pred = predict_volumes(model, val.inputs, device=device)
-            row["val_mae_ml"] = float(np.mean(np.abs(pred - val.volume_ml)))
-            line += f" | val MAE {row['val_mae_ml']:.2f} mL ({len(val)} volumes)"
-        row["seconds"] = time.monotonic() - t0
-        history.append(row)
-        log(f"{line} | {row['seconds']:.1f} s")
-        if ckpt is not None:
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                          "rng": _rng_state(generator), "history": history, "meta": meta}, ckpt)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x = x_all[idx]
+        if recipe.flip:
+            flip = torch.rand(len(idx), generator=run.generator) < 0.5
+            x = torch.where(flip[:, None, None, None, None], x.flip(-1), x)
+        return multitask_loss(model(x.to(device)), y_all[idx].to(device), death[idx].to(device))
+
+    def epoch_metrics(model: nn.Module) -> tuple[dict[str, Any], str]:
+        if val is None or not len(val):
+            return {}, ""
+        mae = float(np.mean(np.abs(predict_volumes(model, val.inputs, device=device) - val.volume_ml)))
+        return {"val_mae_ml": mae}, f" | val MAE {mae:.2f} mL ({len(val)} volumes)"
+
+    run_epochs(run, n=n, batch_size=recipe.batch_size, epochs=epochs, batch_loss=batch_loss, log=log,
+               epoch_metrics=epoch_metrics)
     recalibrate_batchnorm(model, train.inputs, recipe.batch_size, device)  # deterministic: same data, order
     if val is not None and len(val):
         mae = float(np.mean(np.abs(predict_volumes(model, val.inputs, device=device) - val.volume_ml)))
-        history[-1]["val_mae_ml_recalibrated"] = mae
+        run.history[-1]["val_mae_ml_recalibrated"] = mae
         log(f"resnet3d_multitask: batch-norm statistics re-estimated on the training set | val MAE {mae:.2f} mL")
-    return RegFitResult(model, history, config, start)
+    return RegFitResult(model, run.history, config, run.start)
 
 
 def train_volume_regressor(
@@ -204,7 +179,7 @@ def train_volume_regressor(
     checkpoint_dir: str | Path | None = None,
     command: str | None = None,
     n_val: int = 0,
-    log: Log | None = _print,
+    log: Log | None = print_line,
     report: str | None = None,
 ) -> Path:
     """Sample ``n_phantoms`` phantoms, train, write ``resnet3d_multitask.pt`` + ``.json`` + ``.md``."""
@@ -227,7 +202,7 @@ def train_volume_regressor(
     overrides = {k: v for k, v in result.config.items() if spec.small.get(k) != v}
     sidecar = {
         "model": spec.name, "seed": spec.seed, "version": spec.version, "small": True,
-        "overrides": _jsonable(overrides), "config": _jsonable(result.config),
+        "overrides": jsonable(overrides), "config": jsonable(result.config),
         "input_size": list(train.input_size),
         "input": input_description(spec, train.input_size),
         "output": f"{spec.heads.volume.meaning}; prognosis_logit UNTRAINED (no outcome labels): not reported",

@@ -13,8 +13,7 @@ a validation Dice of 0.000 after 4 epochs at the small width 1/8; SGD lr 1e-2 an
 1/2 gave 0.000 / 0.24 after 3-5 epochs; Adam lr 1e-3 at width 1/2 gave 0.47 after one epoch and 0.75
 after five. With the CPU budget (minutes, not the paper's hours on a GPU) SGD does not get far enough.
 
-Checkpoints (``checkpoint.pt``, atomic, every epoch) hold model, optimiser, epoch, RNG states and history,
-like ``ichnode.training.classify``: an interrupted run resumes where it stopped (``weights_only=True``).
+Epochs and resumable checkpoints: the one training loop (``ichnode.training.loop``).
 
 ``python -m ichnode.training.segment --out ichnode/weights --work var/training/synthetic/002 ...`` trains
 and writes ``dense_unet.pt`` + ``.json`` + ``.md`` (model card).
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import random
 import shlex
 import sys
 import time
@@ -37,9 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ichnode.models.registry import get
-from ichnode.training.classify import (CHECKPOINT, Log, _jsonable, _print, _rng_state, _save_atomic,
-                                       default_device, input_description, resume_state, run_fields,
-                                       save_weights, write_sidecar)
+from ichnode.training.classify import input_description, run_fields, save_weights, write_sidecar
+from ichnode.training.loop import Log, default_device, jsonable, open_run, print_line, run_epochs, seeded_model
 from ichnode.training.synthetic import SEG_CLASSES, SliceSet, build_slice_set, sample_specs
 
 
@@ -102,7 +99,7 @@ def fit_segmenter(
     small: bool = True,
     val: SliceSet | None = None,
     device: torch.device | None = None,
-    log: Log | None = _print,
+    log: Log | None = print_line,
     overrides: dict[str, Any] | None = None,
 ) -> SegFitResult:
     """Train the Dense U-Net on ``train`` for ``epochs`` epochs (checkpointed in ``checkpoint_dir``)."""
@@ -112,67 +109,44 @@ def fit_segmenter(
     if epochs < 1 or len(train) == 0:
         raise ValueError("need epochs >= 1 and a non-empty training set")
     config = spec.config(small, num_classes=len(train.classes), **(overrides or {}))
-    torch.manual_seed(seed)
-    random.seed(seed)
-    model = spec.builder(**config).to(device)
+    model = seeded_model(spec, config, seed, device)
     with torch.no_grad():  # prior initialisation of the output bias (see the module docstring)
         counts = np.bincount(train.labels.ravel(), minlength=len(train.classes) + 1)[1:]
         freq = (counts / train.labels.size).clip(1e-4, 0.5)
         model.head.bias.copy_(torch.from_numpy(np.log(freq / (1 - freq))).float())
-    generator = torch.Generator().manual_seed(seed + 1)
-    if recipe.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr,
-                                                           momentum=recipe.momentum)
-    elif recipe.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    else:
-        raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
     digest = hashlib.sha256(train.inputs.tobytes()[:1 << 20] + train.labels.tobytes()).hexdigest()[:16]
-    meta = {"model": spec.name, "version": spec.version, "config": _jsonable(config), "seed": seed,
+    meta = {"model": spec.name, "version": spec.version, "config": jsonable(config), "seed": seed,
             "image_size": train.image_size, "classes": list(train.classes), "data": digest,
             "n": len(train), "recipe": asdict(recipe)}
-    ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-    history, start = resume_state(ckpt, resume, meta, model, optimizer, generator, log, "dense_unet")
+    run = open_run("dense_unet", model, optimizer=recipe.optimizer, lr=recipe.lr, momentum=recipe.momentum,
+                   seed=seed, meta=meta, checkpoint_dir=checkpoint_dir, resume=resume, log=log)
     x_all = torch.from_numpy(train.inputs)
     y_all = torch.from_numpy(train.labels)
     class_ids = torch.arange(1, len(train.classes) + 1, dtype=torch.uint8)[None, :, None, None]
     n = len(train)
-    if start == 0:
+    if run.start == 0:
         log(f"dense_unet: {sum(p.numel() for p in model.parameters()):,} parameters, {n} slices at "
             f"{train.image_size} px, classes {', '.join(train.classes)}, {recipe.optimizer} lr {recipe.lr:g}"
             + (f" momentum {recipe.momentum:g}" if recipe.optimizer == "sgd" else "")
             + f", batch {recipe.batch_size}, {epochs} epochs, device {device}")
-    for epoch in range(start, epochs):
-        t0 = time.monotonic()
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        total = 0.0
-        for i in range(0, n, recipe.batch_size):
-            idx = order[i:i + recipe.batch_size]
-            x, y = x_all[idx], (y_all[idx][:, None] == class_ids).float()  # one channel per class
-            if recipe.flip:
-                flip = torch.rand(len(idx), generator=generator) < 0.5
-                x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-                y = torch.where(flip[:, None, None, None], y.flip(-1), y)
-            x, y = x.to(device), y.to(device)
-            loss = seg_loss(model(x)["seg_logits"], y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": recipe.lr, "loss": total / n}
-        line = f"dense_unet epoch {epoch + 1}/{epochs} loss {total / n:.5f}"
-        if val is not None and len(val):
-            row["val_dice"] = slice_dice(predict_slices(model, val.inputs, device=device), val.labels)
-            line += f" | val Dice (any class, {len(val)} slices) {row['val_dice']:.3f}"
-        row["seconds"] = time.monotonic() - t0
-        history.append(row)
-        log(f"{line} | {row['seconds']:.1f} s")
-        if ckpt is not None:
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                          "rng": _rng_state(generator), "history": history, "meta": meta}, ckpt)
-    model.eval()
-    return SegFitResult(model, history, config, start)
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x, y = x_all[idx], (y_all[idx][:, None] == class_ids).float()  # one channel per class
+        if recipe.flip:
+            flip = torch.rand(len(idx), generator=run.generator) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            y = torch.where(flip[:, None, None, None], y.flip(-1), y)
+        return seg_loss(model(x.to(device))["seg_logits"], y.to(device))
+
+    def epoch_metrics(model: nn.Module) -> tuple[dict[str, Any], str]:
+        if val is None or not len(val):
+            return {}, ""
+        dice = slice_dice(predict_slices(model, val.inputs, device=device), val.labels)
+        return {"val_dice": dice}, f" | val Dice (any class, {len(val)} slices) {dice:.3f}"
+
+    run_epochs(run, n=n, batch_size=recipe.batch_size, epochs=epochs, batch_loss=batch_loss, log=log,
+               epoch_metrics=epoch_metrics)
+    return SegFitResult(model, run.history, config, run.start)
 
 
 def train_segmenter(
@@ -190,7 +164,7 @@ def train_segmenter(
     checkpoint_dir: str | Path | None = None,
     command: str | None = None,
     n_val: int = 0,
-    log: Log | None = _print,
+    log: Log | None = print_line,
     report: str | None = None,
 ) -> Path:
     """Sample ``n_phantoms`` training phantoms (seed ``seed``), train, and write ``dense_unet.pt`` +
@@ -219,7 +193,7 @@ def train_segmenter(
     subtypes = sorted({s.subtype for s in specs})
     sidecar = {
         "model": spec.name, "seed": spec.seed, "version": spec.version, "small": True,
-        "overrides": _jsonable(overrides), "config": _jsonable(result.config), "image_size": image_size,
+        "overrides": jsonable(overrides), "config": jsonable(result.config), "image_size": image_size,
         "classes": list(classes),
         "input": input_description(spec, (image_size, image_size)),
         "output": "seg_logits (B, C, S, S); sigmoid per class; label = argmax class where its p >= 0.5",

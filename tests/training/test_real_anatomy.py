@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ichnode.training import real_anatomy as ra
-from ichnode.training.classify import CHECKPOINT
+from ichnode.training.loop import CHECKPOINT
 
 from tests.helpers import SHARED_DATA
 from tests.training.conftest import make_png_set

@@ -9,6 +9,7 @@ import torch
 
 from ichnode.training import classify as C
 from ichnode.training import crossvalidate, stratified_folds, train_classifier
+from ichnode.training.loop import CHECKPOINT
 from ichnode.training.png_dataset import load_png_set
 from ichnode.training.recipes import RECIPES
 
@@ -18,7 +19,7 @@ def test_one_epoch_then_resume_matches_straight_run(tiny_png_set, tmp_path, name
     data = load_png_set(tiny_png_set, name, 32)
     straight = C.fit(name, data, epochs=2, checkpoint_dir=tmp_path / "a", log=None)
     first = C.fit(name, data, epochs=1, checkpoint_dir=tmp_path / "b", log=None)
-    ckpt = tmp_path / "b" / C.CHECKPOINT
+    ckpt = tmp_path / "b" / CHECKPOINT
     assert ckpt.exists() and first.history[-1]["epoch"] == 1
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 1 and {"model", "optimizer", "rng", "history", "meta"} <= state.keys()
@@ -73,8 +74,8 @@ def test_entry_points_write_weights_card_and_report(tiny_png_set, tmp_path) -> N
     assert "mean +- SD" in (tmp_path / "cv" / "report.md").read_text()
     w = train_classifier("004", tiny_png_set, tmp_path / "w", epochs=1, image_size=32, log=None,
                          cv_metrics=tmp_path / "cv" / "metrics.json", checkpoint_dir=tmp_path / "ck")
-    assert w.name == "resnet50_cls.pt" and (tmp_path / "ck" / C.CHECKPOINT).exists()
-    assert not (tmp_path / "w" / C.CHECKPOINT).exists()
+    assert w.name == "resnet50_cls.pt" and (tmp_path / "ck" / CHECKPOINT).exists()
+    assert not (tmp_path / "w" / CHECKPOINT).exists()
     card = w.with_suffix(".md").read_text()
     assert "Not for clinical use" in card and "1.0.0" in card and "cross-validation" in card
     meta = json.loads(w.with_suffix(".json").read_text())
