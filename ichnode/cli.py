@@ -106,8 +106,8 @@ def _setup_argparser() -> argparse.ArgumentParser:
     evaluate.add_argument("args", nargs=argparse.REMAINDER)
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench.add_argument("what", choices=["models"])
-    bench.add_argument("--models", default="classical,resnet50_cls,vgg_wso,dtvit,dense_unet,"
-                       "resnet3d_multitask")
+    bench.add_argument("--models", default=None,
+                       help="comma list (default: classical and every network in the registry)")
     hashpw = sub.add_parser("hash-password", help="print a salted scrypt hash of a password for "
                                                   "web.users (reads it from stdin or a prompt)")
     hashpw.add_argument("--stdin", action="store_true", help="read the password from stdin")
@@ -316,7 +316,10 @@ def _run_model_cli(module: str, model: str, argv: list[str]) -> int:
 def cmd_bench(args, config) -> int:
     from ichnode.bench import bench_models, print_bench_table
 
-    print_bench_table(bench_models([m for m in args.models.split(",") if m]))
+    from ichnode.models.registry import names
+
+    models = [m for m in args.models.split(",") if m] if args.models else ["classical", *names()]
+    print_bench_table(bench_models(models))
     return 0
 
 
