@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 
-from ichnode.config import Config
+from ichnode.config import Config, DimseDestination
 from ichnode.log import get_logger
 
 log = get_logger("ichnode.exposure")
@@ -53,7 +53,7 @@ def exposure_warnings(config: Config) -> list[str]:
                 "passwords and patient names cross the network unencrypted (set web.tls_cert and "
                 "web.tls_key, or web.secure_cookie: always behind a TLS proxy)")
     for i, dest in enumerate(config.destinations):
-        if dest.tls is not None and not dest.tls.verify:
+        if isinstance(dest, DimseDestination) and dest.tls is not None and not dest.tls.verify:
             warnings.append(f"destinations[{i}] ({dest.name}): tls.verify is false, the peer's "
                             "certificate is not checked")
     mllp = config.notify.mllp
