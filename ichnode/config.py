@@ -22,6 +22,7 @@ import yaml
 
 from ichnode.domain import Priority
 from ichnode.errors import ConfigError
+from ichnode.store.db import is_postgresql, redact
 
 
 @dataclass(frozen=True)
@@ -391,11 +392,6 @@ def load_config(path: Path | str | None = None, overrides: dict | None = None) -
     return config
 
 
-def redact(url: str | None) -> str | None:
-    """A URL as it may be shown: without its password."""
-    return None if url is None else re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
-
-
 def _set_dotted(raw: dict, dotted: str, value) -> None:
     node = raw
     *parents, last = dotted.split(".")
@@ -603,7 +599,7 @@ def _check_cluster(config: Config, bad) -> None:
     cluster = config.cluster
     if cluster.broker_url is not None and not cluster.broker_url.startswith(("amqp://", "amqps://")):
         raise bad("cluster.broker_url", redact(cluster.broker_url), "must be an amqp:// or amqps:// URL")
-    if cluster.database_url is not None and not cluster.database_url.startswith(("postgresql://", "postgres://")):
+    if cluster.database_url is not None and not is_postgresql(cluster.database_url):
         raise bad("cluster.database_url", redact(cluster.database_url), "must be a postgresql:// URL")
     if cluster.requeue_after_s <= 0:
         raise bad("cluster.requeue_after_s", cluster.requeue_after_s, "must be positive")

@@ -84,10 +84,7 @@ def build_processing(config: Config, store: JobStore, outbox: Outbox, audit: Aud
         job = store.job(job_id)
         return job is not None and job.state is not JobState.SUPERSEDED
 
-    policies = {Purpose.RESULT: RetryPolicy(config.sender.max_attempts, config.sender.backoff_initial_s,
-                                            config.sender.backoff_max_s),
-                Purpose.NOTIFICATION: RetryPolicy(config.notify.max_attempts, config.notify.backoff_initial_s,
-                                                  config.notify.backoff_max_s)}
+    policies = {Purpose.RESULT: RetryPolicy.of(config.sender), Purpose.NOTIFICATION: RetryPolicy.of(config.notify)}
     dispatcher = Dispatcher(outbox, Context(config, triage.worklist.get), policies,
                             on_outcome=on_outcome, is_current=is_current)
     return Processing(engine, triage, pipeline, dispatcher)

@@ -17,6 +17,12 @@ class RetryPolicy:
     backoff_initial_s: float
     backoff_max_s: float
 
+    @classmethod
+    def of(cls, section) -> "RetryPolicy":
+        """From a config section with max_attempts, backoff_initial_s and backoff_max_s (sender:,
+        notify:)."""
+        return cls(section.max_attempts, section.backoff_initial_s, section.backoff_max_s)
+
     def next_attempt(self, attempts: int, now: float, retry: bool = True) -> float | None:
         """When to try again after `attempts` failed tries; None: give up (the dead-letter rule)."""
         if not retry or attempts >= self.max_attempts:

@@ -137,9 +137,8 @@ class Dispatcher:
             attempts = max(row.attempts for row in left) + 1
             next_attempt = self.policies[first.purpose].next_attempt(attempts, time.time(), error.retry)
             gave_up = next_attempt is None
-            for row in left:
-                self.outbox.mark_failed(row.id, attempts=attempts, error=str(error),
-                                        next_attempt=next_attempt, ack_code=error.ack_code)
+            self.outbox.mark_failed([row.id for row in left], attempts=attempts, error=str(error),
+                                    next_attempt=next_attempt, ack_code=error.ack_code)
         if error is not None:
             log.warning("delivery_failed", job=first.job_id, destination=first.destination,
                         channel=first.channel, rows=len(left), gave_up=gave_up, error=str(error)[:200])

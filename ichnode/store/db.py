@@ -35,6 +35,11 @@ def is_postgresql(target: str | Path) -> bool:
     return str(target).startswith(POSTGRESQL)
 
 
+def redact(url: str | None) -> str | None:
+    """A URL as it may be shown: without its password."""
+    return None if url is None else re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
 class Database:
     """The few calls the stores make (execute, executemany, close), on either engine."""
 
@@ -111,6 +116,40 @@ def _pg_rows(cursor):
     return lambda values: row_type(values)
 
 
+class Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception) under the lock, optionally at another
+    synchronous level (the pragma cannot change inside a transaction, so it is set before and
+    restored after; SQLite only)."""
+
+    def __init__(self, db: Database, lock: threading.RLock, level: str | None = None,
+                 usual: str | None = None):
+        self._db, self._lock, self._level, self._usual = db, lock, level, usual
+
+    def __enter__(self) -> Database:
+        self._lock.acquire()
+        try:
+            if self._level:
+                self._db.execute(f"PRAGMA synchronous={self._level}")
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._restore()
+            raise
+        return self._db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        try:
+            if self._level:
+                self._db.execute(f"PRAGMA synchronous={self._usual}")
+        finally:
+            self._lock.release()
+
+
 Migration = Callable[[Database], None]
 
 
@@ -123,33 +162,28 @@ def open_shared(target: str | Path, schema: str, synchronous: str = "NORMAL", *,
     """
     db = Database(target, synchronous)
     lock = threading.RLock()
-    with lock:
+    # One transaction: two processes opening one database migrate one after the other.
+    with Transaction(db, lock):
         _migrate(db, target, schema, owner, migrations)
     return db, lock
 
 
 def _migrate(db: Database, target, schema: str, owner: str, migrations: Sequence[Migration]) -> None:
-    db.execute("BEGIN IMMEDIATE")  # two processes opening one database migrate one after the other
-    try:
-        if db.postgresql:
-            db.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-        db.execute("CREATE TABLE IF NOT EXISTS schema_versions "
-                   "(owner TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-        row = db.execute("SELECT version FROM schema_versions WHERE owner=?", (owner,)).fetchone()
-        # Without a record: a new database (nothing to migrate) or a SQLite file from before
-        # versions existed (every migration checks what it changes, so running them all is safe).
-        existed = not db.postgresql and bool(db.tables() - {"schema_versions"})
-        version = row["version"] if row is not None else (0 if existed else len(migrations))
-        if version > len(migrations):
-            raise ConfigError(f"{target}: {owner} tables are at schema version {version}, newer than "
-                              f"this ichnode knows ({len(migrations)}): start the newer version")
-        for statement in filter(str.strip, schema.split(";")):
-            db.execute(statement)
-        for migration in migrations[version:]:
-            migration(db)
-        db.execute("INSERT INTO schema_versions VALUES (?, ?) ON CONFLICT (owner) DO UPDATE"
-                   " SET version = excluded.version", (owner, len(migrations)))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+    if db.postgresql:
+        db.execute(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+    db.execute("CREATE TABLE IF NOT EXISTS schema_versions "
+               "(owner TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+    row = db.execute("SELECT version FROM schema_versions WHERE owner=?", (owner,)).fetchone()
+    # Without a record: a new database (nothing to migrate) or a SQLite file from before
+    # versions existed (every migration checks what it changes, so running them all is safe).
+    existed = not db.postgresql and bool(db.tables() - {"schema_versions"})
+    version = row["version"] if row is not None else (0 if existed else len(migrations))
+    if version > len(migrations):
+        raise ConfigError(f"{redact(str(target))}: {owner} tables are at schema version {version}, "
+                          f"newer than this ichnode knows ({len(migrations)}): start the newer version")
+    for statement in filter(str.strip, schema.split(";")):
+        db.execute(statement)
+    for migration in migrations[version:]:
+        migration(db)
+    db.execute("INSERT INTO schema_versions VALUES (?, ?) ON CONFLICT (owner) DO UPDATE"
+               " SET version = excluded.version", (owner, len(migrations)))

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import enum
 import json
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ichnode.errors import DuplicateInstance, IllegalTransition
-from ichnode.store.db import Database, open_shared
+from ichnode.store.db import Database, Transaction, open_shared
 
 
 class JobState(str, enum.Enum):
@@ -139,7 +138,7 @@ class JobStore:
             self._db.close()
 
     def _tx(self, flush: bool = True):
-        return _Transaction(self._db, self._lock, None if flush else "NORMAL", self.SYNCHRONOUS)
+        return Transaction(self._db, self._lock, None if flush else "NORMAL", self.SYNCHRONOUS)
 
     # --- instances and series -------------------------------------------------------------
     def record_instance(
@@ -370,39 +369,6 @@ class JobStore:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY purged", args).fetchall()
         return [dict(r) for r in rows]
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT under the lock, optionally at another synchronous level (the
-    pragma cannot change inside a transaction, so it is set before and restored after; SQLite only)."""
-
-    def __init__(self, db: Database, lock: threading.RLock, level: str | None,
-                 usual: str):
-        self._db, self._lock, self._level, self._usual = db, lock, level, usual
-
-    def __enter__(self) -> Database:
-        self._lock.acquire()
-        try:
-            if self._level:
-                self._db.execute(f"PRAGMA synchronous={self._level}")
-            self._db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self._restore()
-            raise
-        return self._db
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self._restore()
-
-    def _restore(self) -> None:
-        try:
-            if self._level:
-                self._db.execute(f"PRAGMA synchronous={self._usual}")
-        finally:
-            self._lock.release()
 
 
 def _series(row) -> SeriesRow:

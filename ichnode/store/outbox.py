@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ichnode.store.db import Database, open_shared
+from ichnode.store.db import Database, Transaction, open_shared
 
 
 class DeliveryState(str, enum.Enum):
@@ -114,24 +114,18 @@ class Outbox:
         """Owe destination these (SOP Instance UID, file) pairs. A pair it acknowledged before stays
         sent; one that failed or was cancelled is owed again. Returns how many are pending."""
         now = time.time() if now is None else now
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT INTO outbox (job_id, purpose, destination, channel, item, payload, state,"
-                    " next_attempt, created, arrived) VALUES (?,?,?,?,?,?,?,?,?,?)"
-                    " ON CONFLICT (job_id, destination, item) DO UPDATE SET payload=excluded.payload,"
-                    " channel=excluded.channel, state=excluded.state, attempts=0,"
-                    " next_attempt=excluded.next_attempt, error=NULL WHERE outbox.state != 'sent'",
-                    [(job_id, Purpose.RESULT.value, destination, channel, uid, path,
-                      DeliveryState.PENDING.value, now, now, arrived) for uid, path in items])
-                pending = self._db.execute(
-                    "SELECT COUNT(*) FROM outbox WHERE job_id=? AND purpose=? AND destination=? AND state=?",
-                    (job_id, Purpose.RESULT.value, destination, DeliveryState.PENDING.value)).fetchone()[0]
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with Transaction(self._db, self._lock) as db:
+            db.executemany(
+                "INSERT INTO outbox (job_id, purpose, destination, channel, item, payload, state,"
+                " next_attempt, created, arrived) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (job_id, destination, item) DO UPDATE SET payload=excluded.payload,"
+                " channel=excluded.channel, state=excluded.state, attempts=0,"
+                " next_attempt=excluded.next_attempt, error=NULL WHERE outbox.state != 'sent'",
+                [(job_id, Purpose.RESULT.value, destination, channel, uid, path,
+                  DeliveryState.PENDING.value, now, now, arrived) for uid, path in items])
+            pending = db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE job_id=? AND purpose=? AND destination=? AND state=?",
+                (job_id, Purpose.RESULT.value, destination, DeliveryState.PENDING.value)).fetchone()[0]
         self.changed.set()
         return pending
 
@@ -184,15 +178,15 @@ class Outbox:
                              " control_id=?, error=NULL WHERE id=?",
                              (DeliveryState.SENT.value, now, ack_code, control_id, delivery_id))
 
-    def mark_failed(self, delivery_id: int, *, attempts: int, error: str, next_attempt: float | None,
-                    ack_code: str | None = None, control_id: str | None = None) -> None:
-        """next_attempt None: dead letter (FAILED); else PENDING again at next_attempt."""
+    def mark_failed(self, delivery_ids: list[int], *, attempts: int, error: str,
+                    next_attempt: float | None, ack_code: str | None = None) -> None:
+        """These rows did not go through (one commit for a group): next_attempt None, dead
+        letters (FAILED); else PENDING again at next_attempt."""
         state = DeliveryState.FAILED if next_attempt is None else DeliveryState.PENDING
         with self._lock:
             self._db.execute("UPDATE outbox SET state=?, attempts=?, next_attempt=COALESCE(?, next_attempt),"
-                             " error=?, ack_code=?, control_id=? WHERE id=?",
-                             (state.value, attempts, next_attempt, error[:500], ack_code, control_id,
-                              delivery_id))
+                             f" error=?, ack_code=?, control_id=NULL WHERE id IN ({','.join('?' * len(delivery_ids))})",
+                             (state.value, attempts, next_attempt, error[:500], ack_code, *delivery_ids))
 
     def deliveries(self, job_id: int | None = None, purpose: Purpose | None = None) -> list[Delivery]:
         where, args = ["1=1"], []

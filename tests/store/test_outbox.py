@@ -33,7 +33,7 @@ def test_a_result_is_owed_once_per_destination_and_acknowledged_rows_stay_sent(o
     outbox.mark_sent(first.id, ack_code="0x0000", now=11.0)
     assert outbox.sent_items(1, "pacs") == {"9.1"} and outbox.sent_items(1, "archive") == set()
     second = next(d for d in outbox.deliveries(1) if d.item == "9.2" and d.destination == "pacs")
-    outbox.mark_failed(second.id, attempts=3, error="refused", next_attempt=None)  # dead letter
+    outbox.mark_failed([second.id], attempts=3, error="refused", next_attempt=None)  # dead letter
     assert outbox.states(1, Purpose.RESULT) == {DeliveryState.SENT: 1, DeliveryState.FAILED: 1,
                                                 DeliveryState.PENDING: 1}
     # Queued again (a rerun of a failed job): the sent row stays sent, the dead letter is owed again.

@@ -64,9 +64,9 @@ class Notifying:
         config = Config(data_dir=stores.path.parent, notify=notify)
         self.triage = Triage(config, stores.jobs, stores.outbox)
         self.metrics = self.triage.metrics
-        policy = RetryPolicy(notify.max_attempts, notify.backoff_initial_s, notify.backoff_max_s)
         self.dispatcher = Dispatcher(stores.outbox, Context(config, stores.worklist.get),
-                                     {Purpose.NOTIFICATION: policy}, on_outcome=self.triage.on_notification)
+                                     {Purpose.NOTIFICATION: RetryPolicy.of(notify)},
+                                     on_outcome=self.triage.on_notification)
 
     def enqueue(self, job_id: int) -> int:
         return self.triage.notify(job_id)
