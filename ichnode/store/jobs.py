@@ -43,6 +43,7 @@ UNFINISHED = (JobState.QUEUED, JobState.ANALYSING, JobState.SENDING)
 # A job found ANALYSING at start-up took the node down (a crash, the OOM killer) this many times:
 # it is parked as failed instead of taking the node down again at every start.
 MAX_ANALYSIS_STARTS = 2
+_CHUNK = 500  # job ids per `IN (...)` query
 _PARKED = (f"the analysis stopped its analyser {MAX_ANALYSIS_STARTS} times (crash or out of memory): "
            "parked; `ichnode rerun` tries again")
 
@@ -245,12 +246,20 @@ class JobStore:
         return [_job(r) for r in rows]
 
     def states(self, job_ids) -> dict[int, JobState]:
-        """The state of each of these jobs (those that exist)."""
-        ids = list(job_ids)
+        """The state of each of these jobs (those that exist). Asked in chunks: SQLite takes at
+        most 32766 parameters in one statement, and the worklist grows by a row per study."""
+        ids, states = list(job_ids), {}
         with self._lock:
-            rows = self._db.execute(f"SELECT id, state FROM jobs WHERE id IN ({','.join('?' * len(ids))})",
-                                    ids).fetchall() if ids else []
-        return {r["id"]: JobState(r["state"]) for r in rows}
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i:i + _CHUNK]
+                rows = self._db.execute(f"SELECT id, state FROM jobs WHERE id IN ({','.join('?' * len(chunk))})",
+                                        chunk).fetchall()
+                states.update({r["id"]: JobState(r["state"]) for r in rows})
+        return states
+
+    def count(self, state: JobState) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state=?", (state.value,)).fetchone()[0]
 
     def queue_depth(self) -> dict[str, int]:
         """Jobs per unfinished state, and open series as "receiving"."""

@@ -127,12 +127,11 @@ class WorklistStore:
         return {r["job_id"]: dict(r) for r in rows}
 
     def version(self) -> str:
-        """Changes whenever a row is added or changed (the pages poll it)."""
+        """Changes whenever a row is added or changed, or a job is superseded (which hides its
+        row); the pages poll it, so it reads two counts, not every row."""
         with self._lock:
             row = self._db.execute("SELECT COUNT(*), MAX(updated) FROM worklist").fetchone()
-            ids = [r[0] for r in self._db.execute("SELECT job_id FROM worklist")]
-        superseded = sum(s is JobState.SUPERSEDED for s in self.jobs.states(ids).values())
-        return f"{row[0]}-{superseded}-{row[1] or 0:.6f}"
+        return f"{row[0]}-{self.jobs.count(JobState.SUPERSEDED)}-{row[1] or 0:.6f}"
 
     def mark(self, job_id: int, action: str, user: str, now: float | None = None) -> dict | None:
         """action "acknowledge" or "dismiss": who and when. None if there is no such row."""

@@ -152,3 +152,12 @@ def test_a_job_whose_analyser_died_is_restarted_then_parked(store):
     assert store.restart_analysis(job_id) is JobState.FAILED
     assert "parked" in store.job(job_id).error
     assert store.restart_analysis(job_id) is JobState.FAILED  # not ANALYSING: unchanged
+
+
+def test_states_of_more_jobs_than_one_statement_takes(store):
+    """The worklist asks for its rows' job states; a year of studies is more ids than one
+    statement takes (PostgreSQL's protocol: 65535 parameters; SQLite's build limit)."""
+    record(store, "1")
+    job_id = store.close_series(series_key("1.2", "1.2.3"))
+    assert store.states([*range(-70_000, 0), job_id]) == {job_id: JobState.QUEUED}
+    assert store.count(JobState.QUEUED) == 1 and store.count(JobState.SUPERSEDED) == 0
