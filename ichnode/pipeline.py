@@ -195,7 +195,7 @@ class Pipeline:
         now = time.time()
         timings = dict(job.timings, send_s=now - job.updated, sent_at=now)
         failed = [d for d in self.outbox.deliveries(job_id, Purpose.RESULT)
-                  if d.state is DeliveryState.FAILED]
+                  if d.state is DeliveryState.FAILED] if states.get(DeliveryState.FAILED) else []
         try:
             if not failed:
                 self.store.transition(job_id, JobState.DONE, error=None, timings=timings)
